@@ -1,0 +1,188 @@
+"""The one place a text becomes a vector.
+
+A family is a :class:`DenseModel` subclass that says two things: how texts become token ids
+(:meth:`DenseModel.tokenize`, torch-free, so the ONNX encoder reuses it) and how the backbone's
+output becomes vectors (:meth:`DenseModel.pool`). Batching by length, padding and the encode loop
+(:func:`encode_texts`) are shared by torch, ONNX, training and every command.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable, ClassVar, Iterator, Literal, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from ..io.errors import InputError
+from .config import CONFIG_NAME, EncoderConfig
+
+Side = Literal["query", "document"]
+SIDES: tuple[Side, ...] = ("query", "document")
+Features = dict[str, list[list[int]]]
+Batch = dict[str, np.ndarray]
+INPUT_NAMES = ("input_ids", "attention_mask", "token_type_ids")
+
+
+def check_side(side: str) -> Side:
+    if side not in SIDES:
+        raise ValueError(f"side must be one of {SIDES}, got {side!r}")
+    return side  # type: ignore[return-value]
+
+
+def collate(features: Features, rows: Sequence[int], pad_id: int) -> Batch:
+    """Pad the chosen rows to their longest: int64 ``input_ids``, ``attention_mask``, ``token_type_ids``."""
+    ids = [features["input_ids"][i] for i in rows]
+    types = [features["token_type_ids"][i] for i in rows]
+    width = max(len(x) for x in ids)
+    batch = {name: np.zeros((len(ids), width), dtype=np.int64) for name in INPUT_NAMES}
+    batch["input_ids"].fill(pad_id)
+    for r, (row_ids, row_types) in enumerate(zip(ids, types)):
+        n = len(row_ids)
+        batch["input_ids"][r, :n] = row_ids
+        batch["attention_mask"][r, :n] = 1
+        batch["token_type_ids"][r, :n] = row_types
+    return batch
+
+
+def encode_texts(texts: Sequence[str], tokenize: Callable[[list[str]], Features], infer: Callable[[Batch], np.ndarray],
+                 pad_id: int, batch_size: int = 32, progress: bool = False, desc: str = "encoding") -> np.ndarray:
+    """Tokenise all, run length-sorted batches (less padding), return vectors in input order.
+
+    Returns float32 ``(n, d)``, or ``(n, m, d)`` for multi-vector documents (ME-BERT).
+    """
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be positive, got {batch_size}")
+    texts = list(texts)
+    if not texts:
+        raise ValueError("nothing to encode: empty list of texts")
+    features = tokenize(texts)
+    order = np.argsort([-len(x) for x in features["input_ids"]], kind="stable")
+    out: np.ndarray | None = None
+    with tqdm(total=len(texts), desc=desc, unit="text", disable=not progress, leave=False) as bar:
+        for start in range(0, len(texts), batch_size):
+            rows = order[start:start + batch_size]
+            vectors = np.asarray(infer(collate(features, rows, pad_id)), dtype=np.float32)
+            if out is None:
+                out = np.empty((len(texts),) + vectors.shape[1:], dtype=np.float32)
+            out[rows] = vectors
+            bar.update(len(rows))
+    assert out is not None
+    return out
+
+
+def masked_mean(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Mean of the token vectors where ``mask`` is 1: (n, L, d), (n, L) -> (n, d)."""
+    weights = mask.unsqueeze(-1).to(hidden.dtype)
+    return (hidden * weights).sum(1) / weights.sum(1).clamp(min=1e-9)
+
+
+class DenseModel(torch.nn.Module):
+    """A BERT-family backbone plus one family's input format and pooling."""
+
+    family: ClassVar[str]
+
+    def __init__(self, backbone: torch.nn.Module, tokenizer, config: EncoderConfig):
+        super().__init__()
+        if config.family != self.family:
+            raise ValueError(f"{type(self).__name__} needs family {self.family!r}, config says {config.family!r}")
+        self.backbone = backbone
+        self.tokenizer = tokenizer
+        self.config = config
+
+    # ----- family hooks -------------------------------------------------------------------
+    @classmethod
+    def tokenize(cls, tokenizer, config: EncoderConfig, texts: list[str], side: Side) -> Features:
+        """``[CLS] text [SEP]`` truncated to the side's max length, one segment id for the side."""
+        max_length = config.query_max_length if side == "query" else config.doc_max_length
+        segment = config.query_segment_id if side == "query" else config.doc_segment_id
+        ids = tokenizer(texts, max_length=max_length, truncation=True, add_special_tokens=True,
+                        return_attention_mask=False, return_token_type_ids=False)["input_ids"]
+        return {"input_ids": ids, "token_type_ids": [[segment] * len(x) for x in ids]}
+
+    def pool(self, hidden: torch.Tensor, attention_mask: torch.Tensor, side: Side) -> torch.Tensor:
+        """Backbone output (n, L, h) to vectors (n, d), or (n, m, d) for multi-vector documents."""
+        if self.config.pooling == "cls":
+            return hidden[:, 0]
+        return masked_mean(hidden, attention_mask)
+
+    # ----- shared -------------------------------------------------------------------------
+    @property
+    def hidden_size(self) -> int:
+        return int(self.backbone.config.hidden_size)
+
+    @property
+    def dim(self) -> int:
+        """Dimension of the output vectors (the index's dimension)."""
+        return self.hidden_size
+
+    def vectors_per_text(self, side: Side) -> int:
+        """Rows each text adds to an index: m for ME-BERT documents, else 1."""
+        return 1
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, token_type_ids: torch.Tensor,
+                side: Side = "query") -> torch.Tensor:
+        hidden = self.backbone(input_ids=input_ids, attention_mask=attention_mask,
+                               token_type_ids=token_type_ids).last_hidden_state
+        vectors = self.pool(hidden, attention_mask, side)
+        return F.normalize(vectors, dim=-1) if self.config.l2_norm else vectors
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.parameters()).device
+
+    def features(self, texts: list[str], side: Side, max_length: int | None = None) -> Features:
+        """Token ids per the family; ``max_length`` overrides the config's for this side."""
+        config = self.config
+        if max_length is not None:
+            config = config.with_overrides(**{f"{'query' if side == 'query' else 'doc'}_max_length": max_length})
+        return self.tokenize(self.tokenizer, config, texts, check_side(side))
+
+    def encode(self, texts: Sequence[str], side: Side, batch_size: int = 32, progress: bool = False,
+               max_length: int | None = None) -> np.ndarray:
+        """Texts to float32 vectors in input order; ``(n, d)`` or ``(n, m, d)``."""
+        side = check_side(side)
+        was_training = self.training
+        self.eval()
+
+        @torch.inference_mode()
+        def infer(batch: Batch) -> np.ndarray:
+            tensors = {k: torch.from_numpy(v).to(self.device) for k, v in batch.items()}
+            return self(**tensors, side=side).float().cpu().numpy()
+
+        try:
+            return encode_texts(texts, lambda t: self.features(t, side, max_length), infer, self.tokenizer.pad_token_id,
+                                batch_size, progress, desc=f"encoding {side}s")
+        finally:
+            self.train(was_training)
+
+    def save(self, model_dir: str | Path) -> None:
+        """Write a dir that :func:`pyserini_dense_ext.encoders.load_model` rebuilds exactly."""
+        model_dir = Path(model_dir)
+        model_dir.mkdir(parents=True, exist_ok=True)
+        self.backbone.save_pretrained(model_dir)
+        self.tokenizer.save_pretrained(model_dir)
+        self.config.save(model_dir)
+        self.save_extra(model_dir)
+
+    def save_extra(self, model_dir: Path) -> None:
+        """Family weights beyond the backbone (ME-BERT's projection)."""
+
+    def load_extra(self, model_dir: Path, strict: bool) -> None:
+        """Counterpart of :meth:`save_extra`."""
+
+
+def check_model_dir(model_dir: str | Path) -> Path:
+    """Fail clearly on a dir that is not a Hugging Face checkpoint (before transformers does, vaguely)."""
+    path = Path(model_dir)
+    if not path.is_dir():
+        raise InputError(path, "model directory does not exist (models load from local dirs only)")
+    if not (path / "config.json").is_file():
+        raise InputError(path, f"is not a model directory: it has no config.json (nor is it one with {CONFIG_NAME})",
+                         field="config.json")
+    weights = [p for p in path.iterdir() if p.name.endswith((".safetensors", ".bin")) and "model" in p.name]
+    if not weights:
+        raise InputError(path, "is not a model directory: it holds no model.safetensors or pytorch_model.bin",
+                         field="weights")
+    return path

@@ -1,0 +1,63 @@
+"""Build a family model from a local dir: its ``dense_ext.json``, or a family named by the caller."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ..io.errors import InputError
+from .base import DenseModel, check_model_dir
+from .config import CONFIG_NAME, FAMILY_DEFAULTS, EncoderConfig
+from .mebert import MeBertModel
+from .repbert import RepBertModel
+from .tct_colbert import TctColBertModel
+
+FAMILIES: dict[str, type[DenseModel]] = {cls.family: cls for cls in (RepBertModel, TctColBertModel, MeBertModel)}
+assert set(FAMILIES) == set(FAMILY_DEFAULTS)
+
+
+def resolve_device(device: str) -> torch.device:
+    """``cpu``, ``cuda`` or ``cuda:N``; asking for CUDA without one is an error, not a silent CPU run."""
+    dev = torch.device(device)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {device!r} asked for, but torch sees no CUDA GPU here; use --device cpu")
+    return dev
+
+
+def resolve_config(model_dir: str | Path, family: str | None = None, **overrides: Any) -> EncoderConfig:
+    """The dir's config; an explicit ``family`` other than the dir's starts from that family's defaults."""
+    config = EncoderConfig.load(model_dir)
+    if family is not None and (config is None or config.family != family):
+        config = EncoderConfig.for_family(family)
+    if config is None:
+        raise InputError(model_dir, f"has no {CONFIG_NAME}, so its family is unknown: pass a family "
+                                    f"(--family {{{','.join(FAMILIES)}}})", field="family")
+    return config.with_overrides(**overrides)
+
+
+def build_model(backbone: torch.nn.Module, tokenizer, config: EncoderConfig) -> DenseModel:
+    return FAMILIES[config.family](backbone, tokenizer, config)
+
+
+def load_model(model_dir: str | Path, family: str | None = None, device: str = "cpu", strict: bool = True,
+               **overrides: Any) -> DenseModel:
+    """Load a local HF BERT-family dir as a family model, in eval mode, on ``device``.
+
+    ``strict=False`` lets a training recipe start from a dir without the family's extra weights.
+    """
+    from transformers import AutoModel, AutoTokenizer
+
+    path = check_model_dir(model_dir)
+    config = resolve_config(path, family, **overrides)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(str(path))
+    except (OSError, ValueError) as e:
+        raise InputError(path, f"has no usable tokenizer: {e}", field="tokenizer") from None
+    try:
+        backbone = AutoModel.from_pretrained(str(path))
+    except (OSError, ValueError, RuntimeError) as e:
+        raise InputError(path, f"could not be loaded as a model: {e}") from None
+    model = build_model(backbone, tokenizer, config)
+    model.load_extra(path, strict)
+    return model.to(resolve_device(device)).eval()

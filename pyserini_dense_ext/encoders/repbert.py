@@ -1,0 +1,14 @@
+"""RepBERT (Zhan et al., 2020): one BERT for queries and documents, ``[CLS] text [SEP]``.
+
+Queries use segment id 0 and documents segment id 1, so the shared encoder can tell the sides
+apart; both are masked-mean pooled and scored by dot product. Checkpoints trained with one
+segment (sentence-transformers' MiniLM, say) set ``doc_segment_id`` to 0. The base class's
+tokenisation and pooling are exactly this recipe, so the family adds nothing to them.
+"""
+from __future__ import annotations
+
+from .base import DenseModel
+
+
+class RepBertModel(DenseModel):
+    family = "repbert"

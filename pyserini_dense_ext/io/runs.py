@@ -1,0 +1,95 @@
+"""TREC and MS MARCO run files: validated reading, atomic writing.
+
+A run is ``{qid: [(docid, score), ...]}`` ranked best first. Writers go through a temporary
+file renamed into place, so an interrupted search never leaves a truncated run behind.
+"""
+from __future__ import annotations
+
+import math
+import os
+import tempfile
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterable, Iterator, Sequence, TextIO
+
+from .errors import InputError
+
+Ranking = list[tuple[str, float]]
+Run = dict[str, Ranking]
+FORMATS = ("trec", "msmarco")
+
+
+def read_run(path: str | Path) -> Run:
+    """Read a TREC run (6 columns) or MS MARCO run (``qid docid rank``, scored 1/rank).
+
+    Hits are re-ranked by score (ties by docid, as fusion does), so a file's own rank column
+    cannot disagree with its scores. Duplicate (qid, docid) pairs are an error.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(path, "run file does not exist")
+    run: dict[str, dict[str, float]] = {}
+    with open(path, "rb") as f:
+        for lineno, raw in enumerate(f, start=1):
+            try:
+                parts = raw.decode("utf-8").split()
+            except UnicodeDecodeError:
+                raise InputError(path, "is not valid UTF-8", lineno) from None
+            if not parts:
+                continue
+            if len(parts) == 6:
+                qid, _, docid, _, score_s, _ = parts
+                field, value = "score", score_s
+            elif len(parts) == 3:
+                qid, docid, rank_s = parts
+                field, value = "rank", rank_s
+            else:
+                raise InputError(path, f"expected 6 (TREC) or 3 (MS MARCO) columns, got {len(parts)}", lineno)
+            try:
+                number = float(value)
+            except ValueError:
+                raise InputError(path, f"{value!r} is not a number", lineno, field) from None
+            if not math.isfinite(number) or (field == "rank" and number <= 0):
+                raise InputError(path, f"{value!r} is not a valid {field}", lineno, field)
+            score = number if field == "score" else 1.0 / number
+            hits = run.setdefault(qid, {})
+            if docid in hits:
+                raise InputError(path, f"duplicate docid {docid!r} for query {qid!r}", lineno, "docid")
+            hits[docid] = score
+    if not run:
+        raise InputError(path, "run holds no hits")
+    return {q: sorted(h.items(), key=lambda x: (-x[1], x[0])) for q, h in run.items()}
+
+
+@contextmanager
+def atomic_write(path: str | Path, mode: str = "w") -> Iterator[TextIO]:
+    """Open a temporary file beside ``path``; rename it over ``path`` only on success."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, mode, encoding=None if "b" in mode else "utf-8") as f:
+            yield f
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def format_lines(qid: str, hits: Iterable[tuple[str, float]], tag: str, fmt: str = "trec") -> Iterator[str]:
+    """Lines of one query in TREC (``qid Q0 docid rank score tag``) or MS MARCO form."""
+    for rank, (docid, score) in enumerate(hits, start=1):
+        yield (f"{qid} Q0 {docid} {rank} {score:.6f} {tag}\n" if fmt == "trec" else f"{qid}\t{docid}\t{rank}\n")
+
+
+def write_run(path: str | Path, run: Run | Sequence[tuple[str, Ranking]], tag: str = "dense_ext",
+              fmt: str = "trec") -> None:
+    """Write a whole run atomically, queries in the given order."""
+    if fmt not in FORMATS:
+        raise ValueError(f"unknown run format {fmt!r}; choose from {FORMATS}")
+    items = run.items() if isinstance(run, dict) else run
+    with atomic_write(path) as f:
+        for qid, hits in items:
+            f.writelines(format_lines(qid, hits, tag, fmt))
