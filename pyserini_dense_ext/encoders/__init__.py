@@ -9,10 +9,11 @@ from .config import CONFIG_NAME, EncoderConfig
 from .loading import FAMILIES, build_model, load_model, resolve_config, resolve_device
 from .pyserini_api import (ENCODER_CLASSES, DenseDocumentEncoder, DenseQueryEncoder, MeBertDocumentEncoder,
                            MeBertQueryEncoder, RepBertDocumentEncoder, RepBertQueryEncoder, TctColBertDocumentEncoder,
-                           TctColBertQueryEncoder, register)
+                           TctColBertQueryEncoder, load_document_encoder,
+                           load_query_encoder, register)
 
 __all__ = ["CONFIG_NAME", "ENCODER_CLASSES", "FAMILIES", "SIDES", "DenseDocumentEncoder", "DenseModel",
            "DenseQueryEncoder", "EncoderConfig", "MeBertDocumentEncoder", "MeBertQueryEncoder",
            "RepBertDocumentEncoder", "RepBertQueryEncoder", "Side", "TctColBertDocumentEncoder",
-           "TctColBertQueryEncoder", "build_model", "encode_texts", "load_model", "register", "resolve_config",
+           "TctColBertQueryEncoder", "build_model", "encode_texts", "load_document_encoder", "load_model", "load_query_encoder", "register", "resolve_config",
            "resolve_device"]

@@ -7,6 +7,7 @@ Anything with ``encode(texts, side, batch_size, ...)``, ``dim`` and ``config`` (
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
@@ -123,3 +124,37 @@ def register(extra: dict[str, tuple[type, type]] | None = None) -> list[str]:
         pyserini_encode.query_encoder_class_map[name] = query_cls
         pyserini_encode.document_encoder_class_map[name] = doc_cls
     return list(classes)
+
+
+def _onnx_module(path: str | Path):
+    """The ONNX backend when ``path`` is an ONNX export, else None (imported lazily: it imports us)."""
+    try:
+        from .. import onnx as onnx_backend
+    except ImportError:
+        return None
+    return onnx_backend if onnx_backend.is_onnx(path) else None
+
+
+def load_query_encoder(path: str | Path, family: str | None = None, device: str = "cpu", batch_size: int = 64,
+                       **overrides: Any) -> DenseQueryEncoder:
+    """The query encoder for a model dir (torch) or an ONNX export, chosen from the files, never the name."""
+    onnx_backend = _onnx_module(path)
+    if onnx_backend is not None:
+        return onnx_backend.OnnxQueryEncoder(str(path), device=device, batch_size=batch_size)
+    cls = QUERY_CLASSES.get(family, DenseQueryEncoder) if family else DenseQueryEncoder
+    return cls(str(path), device=device, batch_size=batch_size, **overrides)
+
+
+def load_document_encoder(path: str | Path, family: str | None = None, device: str = "cpu", batch_size: int = 32,
+                          **overrides: Any) -> DenseDocumentEncoder:
+    """The document encoder for a model dir (torch) or an ONNX export."""
+    onnx_backend = _onnx_module(path)
+    if onnx_backend is not None:
+        return onnx_backend.OnnxDocumentEncoder(str(path), device=device, batch_size=batch_size)
+    cls = DOCUMENT_CLASSES.get(family, DenseDocumentEncoder) if family else DenseDocumentEncoder
+    return cls(str(path), device=device, batch_size=batch_size, **overrides)
+
+
+QUERY_CLASSES = {cls.family: cls for cls in (RepBertQueryEncoder, TctColBertQueryEncoder, MeBertQueryEncoder)}
+DOCUMENT_CLASSES = {cls.family: cls for cls in (RepBertDocumentEncoder, TctColBertDocumentEncoder,
+                                                MeBertDocumentEncoder)}

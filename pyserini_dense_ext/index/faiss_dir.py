@@ -1,0 +1,147 @@
+"""Pyserini-compatible FAISS index dirs: ``index`` (FAISS) + ``docid`` (row i's docid on line i).
+
+Pyserini's ``FaissSearcher`` opens these dirs as they are. ME-BERT dirs hold m rows per
+document, so their ``docid`` file names each document m times (the row-to-docid map); our
+``dense_ext_index.json`` records that and the encoder that made the vectors. Dirs are written
+to a temporary sibling and renamed into place, so a reader never sees a half-written index.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import faiss
+import numpy as np
+
+from ..io.errors import InputError
+
+INDEX_FILE, DOCID_FILE, META_FILE = "index", "docid", "dense_ext_index.json"
+INDEX_TYPES = ("flat", "hnsw", "pq")
+
+
+@dataclass
+class IndexMeta:
+    """What a searcher must know beyond FAISS's own header."""
+
+    dim: int
+    num_rows: int
+    num_docs: int
+    rows_per_doc: int = 1
+    index_type: str = "flat"
+    encoder: dict[str, Any] = field(default_factory=dict)  # the EncoderConfig that made the vectors
+
+    def save(self, directory: Path) -> None:
+        (directory / META_FILE).write_text(json.dumps(dataclasses.asdict(self), indent=2, sort_keys=True) + "\n")
+
+    @classmethod
+    def load(cls, directory: Path) -> "IndexMeta | None":
+        path = directory / META_FILE
+        if not path.is_file():
+            return None  # a dir built by Pyserini itself
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+            return cls(**data)
+        except (json.JSONDecodeError, UnicodeDecodeError, TypeError) as e:
+            raise InputError(path, f"is not a valid index metadata file: {e}") from None
+
+
+def build_faiss_index(vectors: np.ndarray, index_type: str = "flat", hnsw_m: int = 32, ef_construction: int = 200,
+                      pq_m: int | None = None, pq_nbits: int = 8) -> faiss.Index:
+    """An inner-product index over float32 ``(n, d)`` rows: exact flat, HNSW graph or product-quantised."""
+    vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+    n, d = vectors.shape
+    if index_type == "flat":
+        index = faiss.IndexFlatIP(d)
+    elif index_type == "hnsw":
+        index = faiss.IndexHNSWFlat(d, hnsw_m, faiss.METRIC_INNER_PRODUCT)
+        index.hnsw.efConstruction = ef_construction
+    elif index_type == "pq":
+        pq_m = pq_m or _default_pq_m(d)
+        if d % pq_m:
+            raise ValueError(f"--pq-m {pq_m} must divide the dimension {d}")
+        if n < 2 ** pq_nbits:
+            raise ValueError(f"PQ with {pq_nbits} bits needs at least {2 ** pq_nbits} training vectors, got {n}")
+        index = faiss.IndexPQ(d, pq_m, pq_nbits, faiss.METRIC_INNER_PRODUCT)
+        index.train(vectors)
+    else:
+        raise ValueError(f"unknown index type {index_type!r}; choose from {INDEX_TYPES}")
+    index.add(vectors)
+    return index
+
+
+def _default_pq_m(d: int) -> int:
+    """Largest divisor of d not above d/4 (4 dims per 8-bit code: 16x smaller than fp32)."""
+    return next(m for m in range(max(1, d // 4), 0, -1) if d % m == 0)
+
+
+def write_index_dir(out_dir: str | Path, index: faiss.Index, row_docids: Sequence[str], meta: IndexMeta,
+                    overwrite: bool = False) -> Path:
+    """Write ``index``, ``docid`` and metadata into a temp dir, then rename it to ``out_dir``."""
+    out = Path(out_dir)
+    if index.ntotal != len(row_docids):
+        raise ValueError(f"index has {index.ntotal} rows but {len(row_docids)} docids were given")
+    if out.exists() and not overwrite:
+        raise FileExistsError(f"{out} already exists; pass --overwrite to replace it")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
+    try:
+        faiss.write_index(index, str(tmp / INDEX_FILE))
+        with open(tmp / DOCID_FILE, "w", encoding="utf-8") as f:
+            f.writelines(d + "\n" for d in row_docids)
+        meta.save(tmp)
+        for name in (INDEX_FILE, DOCID_FILE, META_FILE):
+            with open(tmp / name, "rb") as f:
+                os.fsync(f.fileno())
+        if out.exists():
+            old = out.with_name(f".{out.name}.old")
+            shutil.rmtree(old, ignore_errors=True)
+            os.replace(out, old)
+            os.replace(tmp, out)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return out
+
+
+def read_docids(path: Path) -> list[str]:
+    with open(path, "rb") as f:
+        raw = f.read()
+    try:
+        return raw.decode("utf-8").splitlines()
+    except UnicodeDecodeError as e:
+        line = raw[:e.start].count(b"\n") + 1
+        raise InputError(path, "is not valid UTF-8", line) from None
+
+
+def read_index_dir(index_dir: str | Path) -> tuple[faiss.Index, list[str], IndexMeta]:
+    """Load and cross-check an index dir (ours or Pyserini's); metadata is inferred when absent."""
+    directory = Path(index_dir)
+    for name in (INDEX_FILE, DOCID_FILE):
+        if not (directory / name).is_file():
+            raise InputError(directory / name, "is missing: not a FAISS index dir (expected 'index' and 'docid')")
+    try:
+        index = faiss.read_index(str(directory / INDEX_FILE))
+    except RuntimeError as e:
+        raise InputError(directory / INDEX_FILE, f"is not a readable FAISS index: {str(e).splitlines()[0]}") from None
+    row_docids = read_docids(directory / DOCID_FILE)
+    if len(row_docids) != index.ntotal:
+        raise InputError(directory / DOCID_FILE, f"has {len(row_docids)} lines but the index has {index.ntotal} rows "
+                                                 "(row i's docid must be on line i)")
+    meta = IndexMeta.load(directory)
+    if meta is None:
+        num_docs = len(set(row_docids))
+        meta = IndexMeta(dim=index.d, num_rows=index.ntotal, num_docs=num_docs,
+                         rows_per_doc=max(1, index.ntotal // max(num_docs, 1)))
+    elif meta.dim != index.d or meta.num_rows != index.ntotal:
+        raise InputError(directory / META_FILE, f"says dim={meta.dim}, rows={meta.num_rows} but the index has "
+                                                f"dim={index.d}, rows={index.ntotal}")
+    return index, row_docids, meta

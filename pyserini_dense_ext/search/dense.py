@@ -1,0 +1,133 @@
+"""Dense search over our index dirs (and Pyserini's), single- and multi-vector.
+
+``DenseSearcher`` answers Pyserini's ``FaissSearcher`` calls (``search``, ``batch_search``,
+returning ``DenseSearchResult``) and adds array-level methods the CLIs and the hybrid searcher
+use to skip building one Python object per hit. For ME-BERT dirs (m rows per document) a
+document's score is its best row: with m rows per document, the top k*m rows always hold at
+least k distinct documents, and the first time a document appears in the ranked rows is its
+maximum, so searching k*m rows and keeping first occurrences is exact on a flat index.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import faiss
+import numpy as np
+from pyserini.encode import QueryEncoder
+from pyserini.search.faiss import DenseSearchResult
+from tqdm.auto import tqdm
+
+from ..encoders import load_query_encoder
+from ..index import INDEX_FILE, read_index_dir
+from ..io.errors import InputError
+from ..io.runs import Run
+
+
+def first_occurrences(doc_rows: np.ndarray, k: int) -> np.ndarray:
+    """Column positions of each document's first (best) appearance, in rank order, at most k.
+
+    ``doc_rows`` is one query's ranked document indices (-1 for empty slots).
+    """
+    valid = np.flatnonzero(doc_rows >= 0)
+    _, first = np.unique(doc_rows[valid], return_index=True)
+    return valid[np.sort(first)[:k]]
+
+
+class DenseSearcher:
+    """Search a FAISS index dir with a query encoder (a model dir, an ONNX export or a Pyserini encoder)."""
+
+    def __init__(self, index_dir: str | Path, query_encoder: QueryEncoder | str | Path | None = None,
+                 family: str | None = None, device: str = "cpu", ef_search: int | None = None,
+                 batch_size: int = 64, **encoder_overrides: Any):
+        self.index_dir = Path(index_dir)
+        self.index, row_docids, self.meta = read_index_dir(self.index_dir)
+        positions: dict[str, int] = {}
+        self.row_doc = np.fromiter((positions.setdefault(d, len(positions)) for d in row_docids), dtype=np.int64,
+                                   count=len(row_docids))
+        self.docids: list[str] = list(positions)
+        self.rows_per_doc = max(1, int(np.bincount(self.row_doc).max())) if len(self.row_doc) else 1
+        if ef_search is not None:
+            faiss.downcast_index(self.index).hnsw.efSearch = ef_search
+        if isinstance(query_encoder, (str, Path)):
+            query_encoder = load_query_encoder(query_encoder, family=family, device=device, batch_size=batch_size,
+                                               **encoder_overrides)
+        self.query_encoder = query_encoder
+        encoder_dim = getattr(query_encoder, "dim", None)
+        if encoder_dim is not None and encoder_dim != self.index.d:
+            raise InputError(self.index_dir / INDEX_FILE, f"has dimension {self.index.d} but the query encoder "
+                                                          f"gives {encoder_dim}-dim vectors", field="dim")
+
+    @property
+    def dimension(self) -> int:
+        return int(self.index.d)
+
+    @property
+    def num_docs(self) -> int:
+        return len(self.docids)
+
+    def encode_queries(self, queries: Sequence[str]) -> np.ndarray:
+        """Float32 ``(n, d)`` query vectors, batched when the encoder can batch."""
+        if self.query_encoder is None:
+            raise ValueError("this searcher has no query encoder: pass query vectors instead of texts")
+        if hasattr(self.query_encoder, "encode_batch"):
+            vectors = self.query_encoder.encode_batch(list(queries))
+        else:
+            vectors = np.stack([np.asarray(self.query_encoder.encode(q)).reshape(-1) for q in queries])
+        vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+        if vectors.ndim != 2 or vectors.shape[1] != self.index.d:
+            raise InputError(self.index_dir / INDEX_FILE, f"has dimension {self.index.d} but the query encoder "
+                                                          f"gave vectors of shape {vectors.shape}", field="dim")
+        return vectors
+
+    def search_vectors(self, vectors: np.ndarray, k: int, threads: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Top-k documents per query vector: float32 scores and int64 document indices ``(n, k)``, -1 padded."""
+        if k < 1:
+            raise ValueError(f"k must be positive, got {k}")
+        vectors = np.ascontiguousarray(vectors, dtype=np.float32).reshape(-1, self.index.d)
+        if threads:
+            faiss.omp_set_num_threads(threads)
+        rows_k = min(k * self.rows_per_doc, self.index.ntotal)
+        scores, rows = self.index.search(vectors, rows_k)
+        docs = np.where(rows >= 0, self.row_doc[np.maximum(rows, 0)], -1)
+        out_scores = np.full((len(vectors), k), -np.inf, dtype=np.float32)
+        out_docs = np.full((len(vectors), k), -1, dtype=np.int64)
+        if self.rows_per_doc == 1:
+            width = min(k, rows_k)
+            out_scores[:, :width], out_docs[:, :width] = scores[:, :width], docs[:, :width]
+            return out_scores, out_docs
+        for i in range(len(vectors)):
+            keep = first_occurrences(docs[i], k)
+            out_scores[i, :len(keep)], out_docs[i, :len(keep)] = scores[i, keep], docs[i, keep]
+        return out_scores, out_docs
+
+    def to_ranking(self, scores: np.ndarray, docs: np.ndarray) -> list[tuple[str, float]]:
+        """One query's arrays as ``[(docid, score), ...]``."""
+        return [(self.docids[d], float(s)) for s, d in zip(scores.tolist(), docs.tolist()) if d >= 0]
+
+    def search(self, query: str | np.ndarray, k: int = 10, threads: int | None = None) -> list[DenseSearchResult]:
+        vectors = self.encode_queries([query]) if isinstance(query, str) else query
+        scores, docs = self.search_vectors(vectors, k, threads)
+        return [DenseSearchResult(d, s) for d, s in self.to_ranking(scores[0], docs[0])]
+
+    def batch_search(self, queries: Sequence[str] | np.ndarray, q_ids: Sequence[str], k: int = 10,
+                     threads: int | None = None) -> dict[str, list[DenseSearchResult]]:
+        """Pyserini's ``FaissSearcher.batch_search``: all queries encoded at once, one FAISS search."""
+        vectors = queries if isinstance(queries, np.ndarray) else self.encode_queries(queries)
+        scores, docs = self.search_vectors(vectors, k, threads)
+        return {qid: [DenseSearchResult(d, s) for d, s in self.to_ranking(scores[i], docs[i])]
+                for i, qid in enumerate(q_ids)}
+
+    def search_run(self, topics: Mapping[str, str], k: int = 1000, threads: int | None = None,
+                   chunk_size: int = 256, progress: bool = True) -> Run:
+        """Search every topic, in chunks of queries with a progress bar; returns a Run."""
+        qids, texts = list(topics), list(topics.values())
+        run: Run = {}
+        with tqdm(total=len(qids), desc="dense search", unit="query", disable=not progress) as bar:
+            for start in range(0, len(qids), chunk_size):
+                chunk = slice(start, start + chunk_size)
+                scores, docs = self.search_vectors(self.encode_queries(texts[chunk]), k, threads)
+                for qid, s, d in zip(qids[chunk], scores, docs):
+                    run[qid] = self.to_ranking(s, d)
+                bar.update(len(scores))
+        return run
