@@ -91,6 +91,7 @@ def write_index_dir(out_dir: str | Path, index: faiss.Index, row_docids: Sequenc
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
     try:
+        tmp.chmod(0o777 & ~_umask())  # mkdtemp makes 0700; an index dir is shared like any other
         faiss.write_index(index, str(tmp / INDEX_FILE))
         with open(tmp / DOCID_FILE, "w", encoding="utf-8") as f:
             f.writelines(d + "\n" for d in row_docids)
@@ -110,6 +111,12 @@ def write_index_dir(out_dir: str | Path, index: faiss.Index, row_docids: Sequenc
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return out
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def read_docids(path: Path) -> list[str]:

@@ -76,7 +76,10 @@ def _string_field(obj: dict, field: str, path: Path, lineno: int, required: bool
     return value
 
 
-def parse_doc(obj: dict, path: Path, lineno: int) -> Doc:
+EMPTY_POLICIES = ("error", "skip", "keep")
+
+
+def parse_doc(obj: dict, path: Path, lineno: int, empty: str = "error") -> Doc | None:
     """One JSON object to a :class:`Doc`; BEIR (title + text) and JsonCollection (contents) alike."""
     id_field = next((f for f in ID_FIELDS if f in obj), None)
     if id_field is None:
@@ -92,17 +95,29 @@ def parse_doc(obj: dict, path: Path, lineno: int) -> Doc:
         raise InputError(path, "is missing (expected 'text' or 'contents')", lineno, "text")
     text = _string_field(obj, text_field, path, lineno, required=True).strip()
     if not text and not title:
-        raise InputError(path, f"is empty for document {docid!r}", lineno, text_field)
+        if empty == "error":
+            raise InputError(path, f"is empty for document {docid!r} (pass --empty keep or skip to accept "
+                                   "empty documents)", lineno, text_field)
+        if empty == "skip":
+            return None
     return Doc(docid, text, title)
 
 
-def read_corpus(path: str | Path) -> list[Doc]:
-    """All documents of a corpus, validated; duplicate docids are an error (they would corrupt runs)."""
+def read_corpus(path: str | Path, empty: str = "error") -> list[Doc]:
+    """All documents of a corpus, validated; duplicate docids are an error (they would corrupt runs).
+
+    ``empty`` says what an empty document is: an error (default), skipped, or kept (it still gets a
+    vector and a BM25 entry; Cranfield has two such documents).
+    """
+    if empty not in EMPTY_POLICIES:
+        raise ValueError(f"empty must be one of {EMPTY_POLICIES}, got {empty!r}")
     docs: list[Doc] = []
     seen: dict[str, tuple[Path, int]] = {}
     for file in corpus_files(path):
         for lineno, obj in read_jsonl(file):
-            doc = parse_doc(obj, file, lineno)
+            doc = parse_doc(obj, file, lineno, empty)
+            if doc is None:
+                continue
             if doc.docid in seen:
                 first_file, first_line = seen[doc.docid]
                 raise InputError(file, f"duplicate docid {doc.docid!r} (first seen in {first_file}, line {first_line})",

@@ -1,0 +1,67 @@
+"""Shared command-line pieces: encoder options, Pyserini-style sub-command groups, clean errors."""
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any, Callable, Sequence
+
+from .io.errors import InputError
+
+
+def add_encoder_options(parser: argparse.ArgumentParser) -> None:
+    """Options that override a model dir's ``dense_ext.json`` (or say how to use a plain HF dir)."""
+    from .encoders.config import FAMILY_DEFAULTS, POOLINGS
+
+    parser.add_argument("--encoder", required=True, metavar="PATH",
+                        help="local model dir (HF checkpoint, with or without dense_ext.json) or ONNX export")
+    parser.add_argument("--family", choices=sorted(FAMILY_DEFAULTS), default=None,
+                        help="encoder family; overrides the dir's dense_ext.json (required for plain HF dirs)")
+    parser.add_argument("--pooling", choices=POOLINGS, default=None, help="pooling (RepBERT: mean or cls)")
+    parser.add_argument("--l2-norm", action=argparse.BooleanOptionalAction, default=None,
+                        help="L2-normalise vectors (cosine similarity)")
+    parser.add_argument("--query-max-length", type=int, default=None, metavar="N", help="query token limit")
+    parser.add_argument("--doc-max-length", "--max-length", type=int, default=None, metavar="N",
+                        help="document token limit")
+    parser.add_argument("--query-segment-id", type=int, choices=(0, 1), default=None,
+                        help="RepBERT query segment id (paper: 0)")
+    parser.add_argument("--doc-segment-id", type=int, choices=(0, 1), default=None,
+                        help="RepBERT document segment id (paper: 1; 0 for checkpoints trained with one segment)")
+    parser.add_argument("--num-vectors", type=int, default=None, metavar="M", help="ME-BERT vectors per document")
+    parser.add_argument("--projection-dim", type=int, default=None, metavar="K",
+                        help="ME-BERT projection size (needs trained projection weights in the dir)")
+    parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default: cpu)")
+    parser.add_argument("--batch-size", type=int, default=32, metavar="N", help="texts per forward pass")
+
+
+OVERRIDE_FIELDS = ("pooling", "l2_norm", "query_max_length", "doc_max_length", "query_segment_id",
+                   "doc_segment_id", "num_vectors", "projection_dim")
+
+
+def encoder_overrides(args: argparse.Namespace) -> dict[str, Any]:
+    return {name: getattr(args, name) for name in OVERRIDE_FIELDS if getattr(args, name, None) is not None}
+
+
+def split_groups(argv: Sequence[str], groups: Sequence[str]) -> dict[str, list[str]]:
+    """Pyserini's ``input ... encoder ... output ...`` style: cut argv at each group name."""
+    parts: dict[str, list[str]] = {"": []}
+    current = ""
+    for token in argv:
+        if token in groups:
+            current = token
+            parts.setdefault(current, [])
+        else:
+            parts[current].append(token)
+    return parts
+
+
+def run_cli(main: Callable[[list[str] | None], int], argv: list[str] | None = None) -> None:
+    """Exit with ``main``'s code; bad input prints one clear line (file, line, field) and exits 2."""
+    try:
+        code = main(argv)
+    except (InputError, FileExistsError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        code = 2
+    except KeyboardInterrupt:
+        print("interrupted: no partial output was left in place", file=sys.stderr)
+        code = 130
+    sys.exit(code)

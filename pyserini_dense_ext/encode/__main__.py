@@ -1,0 +1,87 @@
+"""``python -m pyserini_dense_ext.encode input ... encoder ... output ...``: corpus to FAISS index dir.
+
+Mirrors ``python -m pyserini.encode``'s groups, but writes the index dir directly, resumes after
+a crash, sorts batches by length and validates the whole corpus before encoding anything.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+
+import pyserini_dense_ext  # noqa: F401  (Java/offline set-up before Pyserini loads)
+
+from ..cli import add_encoder_options, encoder_overrides, run_cli, split_groups
+from ..index import INDEX_TYPES
+from ..io.corpus import EMPTY_POLICIES
+
+GROUPS = ("input", "encoder", "output")
+EXAMPLE = """example:
+  python -m pyserini_dense_ext.encode \\
+    input   --corpus data/scifact/corpus.jsonl \\
+    encoder --encoder MODEL_DIR --family repbert --pooling mean --l2-norm --doc-segment-id 0 \\
+    output  --index indexes/scifact-minilm --index-type flat
+"""
+
+
+def parsers() -> dict[str, argparse.ArgumentParser]:
+    top = argparse.ArgumentParser(prog="python -m pyserini_dense_ext.encode",
+                                  description="Encode a corpus (Pyserini JsonCollection or BEIR corpus.jsonl) "
+                                              "into a Pyserini-compatible FAISS index dir. Arguments come in three "
+                                              "groups: input, encoder, output (run a group with --help).",
+                                  epilog=EXAMPLE, formatter_class=argparse.RawDescriptionHelpFormatter)
+    top.add_argument("groups", nargs="*", metavar="{input,encoder,output}", help="argument groups, in any order")
+    inp = argparse.ArgumentParser(prog="... input", description="Where the documents come from.")
+    inp.add_argument("--corpus", required=True, help="a .jsonl file or a dir of them ({id,contents} or BEIR "
+                                                     "{_id,title,text})")
+    inp.add_argument("--empty", choices=EMPTY_POLICIES, default="error",
+                     help="an empty document is an error (default), is skipped, or is kept and encoded as is")
+    inp.add_argument("--shard-id", type=int, default=0, help="0-based shard to encode (default 0)")
+    inp.add_argument("--shard-num", type=int, default=1, help="number of shards (default 1)")
+    enc = argparse.ArgumentParser(prog="... encoder", description="Which model and how to use it.")
+    add_encoder_options(enc)
+    out = argparse.ArgumentParser(prog="... output", description="Where the index dir goes.")
+    out.add_argument("--index", "--embeddings", dest="index", required=True, help="output index dir")
+    out.add_argument("--index-type", choices=INDEX_TYPES, default="flat", help="flat IP (exact), hnsw or pq")
+    out.add_argument("--hnsw-m", type=int, default=32, help="HNSW graph degree")
+    out.add_argument("--ef-construction", type=int, default=200, help="HNSW build beam width")
+    out.add_argument("--pq-m", type=int, default=None, help="PQ sub-quantisers (default: dim/4)")
+    out.add_argument("--chunk-size", type=int, default=1024, help="documents per durable chunk (resume unit)")
+    out.add_argument("--overwrite", action="store_true", help="replace an existing index dir")
+    out.add_argument("--quiet", action="store_true", help="no progress bars")
+    return {"": top, "input": inp, "encoder": enc, "output": out}
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    p = parsers()
+    parts = split_groups(argv, GROUPS)
+    if parts[""]:
+        p[""].parse_args(parts[""])  # --help, or an error naming the stray arguments
+    missing = [g for g in GROUPS if g not in parts]
+    if missing:
+        p[""].error(f"missing argument group(s): {', '.join(missing)}")
+    args = {g: p[g].parse_args(parts[g]) for g in GROUPS}
+    return run(args["input"], args["encoder"], args["output"])
+
+
+def run(inp: argparse.Namespace, enc: argparse.Namespace, out: argparse.Namespace) -> int:
+    from ..encode import encode_corpus, shard_slice
+    from ..encoders import load_document_encoder
+    from ..io.corpus import read_corpus
+
+    docs = read_corpus(inp.corpus, empty=inp.empty)
+    docs = docs[shard_slice(len(docs), inp.shard_id, inp.shard_num)]
+    encoder = load_document_encoder(enc.encoder, family=enc.family, device=enc.device, batch_size=enc.batch_size,
+                                    **encoder_overrides(enc))
+    model = encoder.model
+    encoder_id = {"model": str(enc.encoder), **model.config.to_dict()}
+    index_options = {"hnsw": dict(hnsw_m=out.hnsw_m, ef_construction=out.ef_construction),
+                     "pq": dict(pq_m=out.pq_m)}.get(out.index_type, {})
+    path = encode_corpus(docs, model, out.index, encoder_id, out.index_type, out.chunk_size, enc.batch_size,
+                         out.overwrite, progress=not out.quiet, **index_options)
+    print(f"wrote {path} ({len(docs)} documents, {model.dim} dims)")
+    return 0
+
+
+if __name__ == "__main__":
+    run_cli(main)
