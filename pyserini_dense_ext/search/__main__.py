@@ -1,0 +1,63 @@
+"""``python -m pyserini_dense_ext.search``: batch dense search of a topic file, written as a run.
+
+Like ``python -m pyserini.search.faiss`` but all queries are encoded in batches and searched with
+one FAISS call per chunk; ME-BERT indexes return k distinct documents scored by their best row.
+"""
+from __future__ import annotations
+
+import argparse
+import time
+
+import pyserini_dense_ext  # noqa: F401  (Java/offline set-up before Pyserini loads)
+
+from ..cli import add_encoder_options, encoder_overrides, run_cli
+from ..io.runs import FORMATS
+
+EXAMPLE = """example:
+  python -m pyserini_dense_ext.search --index indexes/scifact-minilm --encoder MODEL_DIR \\
+    --topics data/scifact/queries.jsonl --qids-from data/scifact/qrels/test.tsv \\
+    --output runs/scifact.dense.trec --hits 1000
+"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m pyserini_dense_ext.search", epilog=EXAMPLE,
+                                formatter_class=argparse.RawDescriptionHelpFormatter,
+                                description="Search a FAISS index dir (ours or Pyserini's) with a query encoder "
+                                            "and write a TREC or MS MARCO run file.")
+    p.add_argument("--index", required=True, help="FAISS index dir ('index' + 'docid' files)")
+    add_encoder_options(p)
+    p.add_argument("--topics", required=True, help="queries: Pyserini TSV (qid<TAB>text) or BEIR queries.jsonl")
+    p.add_argument("--qids-from", metavar="QRELS", default=None,
+                   help="search only the queries judged in this qrels file (a BEIR split, say)")
+    p.add_argument("--hits", type=int, default=1000, help="documents per query (default 1000)")
+    p.add_argument("--threads", type=int, default=None, help="FAISS threads (default: all cores)")
+    p.add_argument("--ef-search", type=int, default=None, help="HNSW search beam width")
+    p.add_argument("--output", required=True, help="run file to write (atomically)")
+    p.add_argument("--output-format", choices=FORMATS, default="trec", help="run format (default trec)")
+    p.add_argument("--run-tag", default="dense_ext", help="last column of TREC lines")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    from ..io.qrels import read_qrels
+    from ..io.runs import write_run
+    from ..io.topics import read_topics
+    from .dense import DenseSearcher
+
+    qids = set(read_qrels(args.qids_from)) if args.qids_from else None
+    topics = read_topics(args.topics, qids)
+    searcher = DenseSearcher(args.index, args.encoder, family=args.family, device=args.device,
+                             ef_search=args.ef_search, batch_size=args.batch_size, **encoder_overrides(args))
+    start = time.perf_counter()
+    run = searcher.search_run(topics, k=args.hits, threads=args.threads, progress=not args.quiet)
+    elapsed = time.perf_counter() - start
+    write_run(args.output, run, tag=args.run_tag, fmt=args.output_format)
+    print(f"wrote {args.output}: {len(run)} queries, {len(run) / elapsed:.1f} queries/s")
+    return 0
+
+
+if __name__ == "__main__":
+    run_cli(main)
