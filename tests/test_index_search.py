@@ -1,0 +1,177 @@
+"""Index dirs and dense search: Pyserini compatibility, brute-force references, safety of writes."""
+from __future__ import annotations
+
+import json
+
+import faiss
+import numpy as np
+import pytest
+
+from pyserini_dense_ext.encode import encode_corpus, partial_dir, shard_slice
+from pyserini_dense_ext.encode.__main__ import main as encode_main
+from pyserini_dense_ext.encoders import load_model, load_query_encoder
+from pyserini_dense_ext.index import build_faiss_index, read_index_dir, write_index_dir
+from pyserini_dense_ext.index.faiss_dir import IndexMeta
+from pyserini_dense_ext.io import InputError, read_corpus
+from pyserini_dense_ext.search import DenseSearcher
+
+QUERIES = ["protein in cells", "cancer gene risk", "wing flow", "hello"]
+
+
+def build(model_dir, corpus, out, index_type="flat", **kw):
+    model = load_model(model_dir)
+    return encode_corpus(read_corpus(corpus), model, out, {"model": str(model_dir)}, index_type,
+                         chunk_size=5, batch_size=4, progress=False, **kw)
+
+
+def test_encode_cli_writes_a_dir_pyserini_opens(tiny_family_dirs, tiny_corpus, tmp_path):
+    from pyserini.search.faiss import FaissSearcher
+
+    out = tmp_path / "idx"
+    code = encode_main(["input", "--corpus", str(tiny_corpus), "encoder", "--encoder",
+                        str(tiny_family_dirs["repbert"]), "--batch-size", "4", "output", "--index", str(out),
+                        "--chunk-size", "5", "--quiet"])
+    assert code == 0 and sorted(p.name for p in out.iterdir()) == ["dense_ext_index.json", "docid", "index"]
+    assert not partial_dir(out).exists()
+    docids = [d.docid for d in read_corpus(tiny_corpus)]
+    assert (out / "docid").read_text().split() == docids
+    encoder = load_query_encoder(tiny_family_dirs["repbert"])
+    theirs = FaissSearcher(str(out), encoder).batch_search(QUERIES, ["q0", "q1", "q2", "q3"], k=5)
+    ours = DenseSearcher(out, encoder).batch_search(QUERIES, ["q0", "q1", "q2", "q3"], k=5)
+    for qid in theirs:
+        assert [h.docid for h in ours[qid]] == [h.docid for h in theirs[qid]]
+        np.testing.assert_allclose([h.score for h in ours[qid]], [h.score for h in theirs[qid]], rtol=1e-6)
+
+
+def test_flat_search_equals_brute_force(tiny_family_dirs, tiny_corpus, tmp_path):
+    out = build(tiny_family_dirs["repbert"], tiny_corpus, tmp_path / "idx")
+    model = load_model(tiny_family_dirs["repbert"])
+    docs = read_corpus(tiny_corpus)
+    doc_vecs = model.encode([d.contents for d in docs], "document")
+    q = model.encode(QUERIES, "query")
+    ref_scores, ref_rows = faiss.knn(q, doc_vecs, 4, metric=faiss.METRIC_INNER_PRODUCT)
+    scores, idx = DenseSearcher(out, load_query_encoder(tiny_family_dirs["repbert"])).search_vectors(q, 4)
+    searcher = DenseSearcher(out)
+    assert [[searcher.docids[i] for i in row] for row in idx] == [[docs[i].docid for i in row] for row in ref_rows]
+    np.testing.assert_allclose(scores, ref_scores, rtol=1e-5)
+
+
+def test_mebert_search_is_max_over_m_with_unique_docids(tiny_family_dirs, tiny_corpus, tmp_path):
+    out = build(tiny_family_dirs["mebert"], tiny_corpus, tmp_path / "idx")
+    index, row_docids, meta = read_index_dir(out)
+    docs = read_corpus(tiny_corpus)
+    assert meta.rows_per_doc == 3 and index.ntotal == 3 * len(docs)
+    assert row_docids == [d.docid for d in docs for _ in range(3)]
+    model = load_model(tiny_family_dirs["mebert"])
+    doc_vecs = model.encode([d.contents for d in docs], "document")  # (n, m, d)
+    q = model.encode(QUERIES, "query")
+    brute = np.einsum("qd,nmd->qnm", q, doc_vecs).max(axis=2)  # max inner product over the m vectors
+    searcher = DenseSearcher(out, load_query_encoder(tiny_family_dirs["mebert"]))
+    for k in (1, 5, len(docs), len(docs) + 3):
+        results = searcher.batch_search(QUERIES, ["a", "b", "c", "d"], k=k)
+        for qi, qid in enumerate("abcd"):
+            hits = results[qid]
+            order = np.argsort(-brute[qi], kind="stable")[:k]
+            assert len(hits) == min(k, len(docs)) and len({h.docid for h in hits}) == len(hits)
+            np.testing.assert_allclose([h.score for h in hits], brute[qi][order], rtol=1e-5, atol=1e-6)
+            assert {h.docid for h in hits} <= {d.docid for d in docs}
+
+
+@pytest.mark.parametrize("index_type", ["hnsw", "pq"])
+def test_approximate_index_types_build_and_search(tiny_family_dirs, tmp_path, index_type):
+    rng = np.random.default_rng(0)
+    vectors = rng.standard_normal((300, 32)).astype(np.float32)
+    index = build_faiss_index(vectors, index_type, pq_m=8)
+    assert index.ntotal == 300
+    out = write_index_dir(tmp_path / "idx", index, [f"d{i}" for i in range(300)],
+                          IndexMeta(dim=32, num_rows=300, num_docs=300, index_type=index_type))
+    scores, idx = DenseSearcher(out).search_vectors(vectors[:5], 10)
+    exact = np.argsort(-(vectors[:5] @ vectors.T), axis=1)[:, :10]
+    overlap = np.mean([len(set(a) & set(b)) / 10 for a, b in zip(idx, exact)])
+    assert overlap >= 0.5 and (idx >= 0).all()
+
+
+def test_interrupted_write_leaves_no_index(tiny_family_dirs, tiny_corpus, tmp_path, monkeypatch):
+    import pyserini_dense_ext.index.faiss_dir as faiss_dir
+
+    def broken(index, path):
+        open(path, "wb").write(b"half")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(faiss_dir.faiss, "write_index", broken)
+    with pytest.raises(OSError, match="disk full"):
+        build(tiny_family_dirs["repbert"], tiny_corpus, tmp_path / "idx")
+    assert not (tmp_path / "idx").exists()
+    assert [p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp")] == []
+    assert partial_dir(tmp_path / "idx").exists()  # encoded chunks are kept for the re-run
+
+
+def test_resume_after_a_crash_equals_an_uninterrupted_build(tiny_family_dirs, tiny_corpus, tmp_path):
+    clean = build(tiny_family_dirs["repbert"], tiny_corpus, tmp_path / "clean")
+    model = load_model(tiny_family_dirs["repbert"])
+    calls = {"n": 0}
+    real_encode = model.encode
+
+    def crash_on_second_chunk(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise KeyboardInterrupt
+        return real_encode(*args, **kwargs)
+
+    model.encode = crash_on_second_chunk
+    docs = read_corpus(tiny_corpus)
+    with pytest.raises(KeyboardInterrupt):
+        encode_corpus(docs, model, tmp_path / "resumed", {"model": "x"}, chunk_size=5, progress=False)
+    assert not (tmp_path / "resumed").exists()
+    assert len(list(partial_dir(tmp_path / "resumed").glob("chunk-*.npy"))) == 1
+    model.encode = real_encode
+    calls["n"] = 0
+    encode_corpus(docs, model, tmp_path / "resumed", {"model": "x"}, chunk_size=5, progress=False)
+    a, ids_a, _ = read_index_dir(clean)
+    b, ids_b, _ = read_index_dir(tmp_path / "resumed")
+    assert ids_a == ids_b
+    np.testing.assert_allclose(a.reconstruct_n(0, a.ntotal), b.reconstruct_n(0, b.ntotal), atol=1e-6)
+
+
+def test_resume_refuses_a_partial_made_with_other_arguments(tiny_family_dirs, tiny_corpus, tmp_path):
+    docs = read_corpus(tiny_corpus)
+    work = partial_dir(tmp_path / "idx")
+    work.mkdir()
+    (work / "state.json").write_text(json.dumps({"fingerprint": "other"}))
+    with pytest.raises(ValueError, match="other arguments"):
+        encode_corpus(docs, load_model(tiny_family_dirs["repbert"]), tmp_path / "idx", {"model": "x"},
+                      progress=False)
+
+
+def test_existing_output_needs_overwrite(tiny_family_dirs, tiny_corpus, tmp_path):
+    out = build(tiny_family_dirs["repbert"], tiny_corpus, tmp_path / "idx")
+    with pytest.raises(FileExistsError, match="--overwrite"):
+        build(tiny_family_dirs["repbert"], tiny_corpus, out)
+    build(tiny_family_dirs["tct_colbert"], tiny_corpus, out, overwrite=True)
+    assert read_index_dir(out)[2].encoder["model"] == str(tiny_family_dirs["tct_colbert"])
+
+
+def test_dimension_mismatch_and_short_docid_file(tiny_family_dirs, tiny_corpus, tmp_path):
+    out = build(tiny_family_dirs["repbert"], tiny_corpus, tmp_path / "idx")  # 32 dims
+    with pytest.raises(InputError, match="dimension 32.*16"):
+        DenseSearcher(out, load_query_encoder(tiny_family_dirs["mebert"]))  # projects to 16
+    lines = (out / "docid").read_text().splitlines()
+    (out / "docid").write_text("\n".join(lines[:-2]) + "\n")
+    with pytest.raises(InputError, match="docid.*10 lines but the index has 12 rows"):
+        DenseSearcher(out)
+
+
+def test_corrupt_index_file(tmp_path):
+    (tmp_path / "index").write_bytes(b"not faiss")
+    (tmp_path / "docid").write_text("a\n")
+    with pytest.raises(InputError, match="not a readable FAISS index"):
+        DenseSearcher(tmp_path)
+
+
+def test_shard_slices_cover_everything_once():
+    for n in (0, 1, 7, 100):
+        for num in (1, 2, 3, 8):
+            parts = [list(range(n))[shard_slice(n, i, num)] for i in range(num)]
+            assert sum(parts, []) == list(range(n))
+    with pytest.raises(ValueError, match="shard"):
+        shard_slice(10, 3, 3)
