@@ -8,12 +8,16 @@ from typing import Any, Callable, Sequence
 from .io.errors import InputError
 
 
-def add_encoder_options(parser: argparse.ArgumentParser) -> None:
-    """Options that override a model dir's ``dense_ext.json`` (or say how to use a plain HF dir)."""
+def add_encoder_options(parser: argparse.ArgumentParser, encoder_default: str | None = None) -> None:
+    """Options that override a model dir's ``dense_ext.json`` (or say how to use a plain HF dir).
+
+    With ``encoder_default`` (a description), ``--encoder`` is optional and None stands for it.
+    """
     from .encoders.config import FAMILY_DEFAULTS, POOLINGS
 
-    parser.add_argument("--encoder", required=True, metavar="PATH",
-                        help="local model dir (HF checkpoint, with or without dense_ext.json) or ONNX export")
+    parser.add_argument("--encoder", required=encoder_default is None, default=None, metavar="PATH",
+                        help="local model dir (HF checkpoint, with or without dense_ext.json) or ONNX export"
+                             + (f" (default: {encoder_default})" if encoder_default else ""))
     parser.add_argument("--family", choices=sorted(FAMILY_DEFAULTS), default=None,
                         help="encoder family; overrides the dir's dense_ext.json (required for plain HF dirs)")
     parser.add_argument("--pooling", choices=POOLINGS, default=None, help="pooling (RepBERT: mean or cls)")
