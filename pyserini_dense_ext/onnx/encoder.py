@@ -163,7 +163,8 @@ class OnnxModel:
 
     def _side_error(self, side: str) -> InputError:
         other = "document" if self.meta.side == "query" else "query"
-        return InputError(self.path, f"was exported for the {self.meta.side} side and cannot encode {side}s; "
+        plural = "queries" if side == "query" else "documents"
+        return InputError(self.path, f"was exported for the {self.meta.side} side and cannot encode {plural}; "
                                      f"export the model again with --side {other}", field="side")
 
     def _apply_overrides(self, config: EncoderConfig, overrides: dict[str, Any]) -> EncoderConfig:

@@ -25,7 +25,10 @@ def int8_recipe() -> dict[str, Any]:
 
 def quantize_int8(source: str | Path, target: str | Path) -> None:
     """Write the int8 version of the optimised fp32 graph at ``source`` to ``target``."""
+    import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
+    # Shape inference cannot type the outputs of the fused contrib ops; they are all fp32 here.
     quantize_dynamic(str(source), str(target), op_types_to_quantize=list(INT8_OP_TYPES), per_channel=True,
-                     reduce_range=False, weight_type=QuantType.QInt8)
+                     reduce_range=False, weight_type=QuantType.QInt8,
+                     extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT})
