@@ -111,3 +111,44 @@ def tiny_corpus(tmp_path) -> Path:
              "the effect of treatment on cells", "hello world document"]
     rows = [{"_id": f"d{i}", "title": "" if i % 3 else "title words", "text": t} for i, t in enumerate(texts)]
     return write_jsonl(tmp_path / "corpus.jsonl", rows)
+
+
+def cache_dir() -> Path:
+    """Where slow tests keep indexes between runs: ``$DENSE_EXT_CACHE`` or ``.cache/`` in the repo."""
+    path = Path(os.environ.get("DENSE_EXT_CACHE", ROOT / ".cache"))
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+# all-MiniLM-L6-v2 as sentence-transformers trained it: one segment, mean pooling, unit vectors, 256 tokens.
+MINILM = dict(family="repbert", pooling="mean", l2_norm=True, query_segment_id=0, doc_segment_id=0,
+              query_max_length=256, doc_max_length=256)
+
+
+@pytest.fixture(scope="session")
+def scifact_minilm_index(scifact, minilm_dir) -> Path:
+    """SciFact encoded with MiniLM into a flat index dir, built once and reused (a few minutes on 2 cores)."""
+    from pyserini_dense_ext.encode import encode_corpus
+    from pyserini_dense_ext.encoders import load_model
+    from pyserini_dense_ext.index import read_index_dir
+    from pyserini_dense_ext.io import read_corpus
+
+    out = cache_dir() / "scifact-minilm"
+    model = load_model(minilm_dir, **MINILM)
+    encoder_id = {"model": "all-MiniLM-L6-v2", **model.config.to_dict()}
+    if out.exists() and read_index_dir(out)[2].encoder == encoder_id:
+        return out
+    return encode_corpus(read_corpus(scifact / "corpus.jsonl"), model, out, encoder_id, batch_size=32,
+                         overwrite=True)
+
+
+@pytest.fixture(scope="session")
+def scifact_bm25_index(scifact) -> Path:
+    """SciFact in a Lucene index, title + text as contents (Pyserini's BEIR flat convention)."""
+    from pyserini_dense_ext.index.lucene import build_lucene_index
+    from pyserini_dense_ext.io import read_corpus
+
+    out = cache_dir() / "scifact-bm25"
+    if not out.exists():
+        build_lucene_index(read_corpus(scifact / "corpus.jsonl"), out, progress=False)
+    return out
