@@ -251,6 +251,9 @@ def test_cli_json_and_table(small_files, capsys):
     assert main(["--run", str(run), "--qrels", str(qrels), "--metrics", "p@2", "--per-query"]) == 0
     rows = capsys.readouterr().out.splitlines()
     assert rows[1].split() == ["q", "0.5000"] and rows[2].split() == ["all", "0.5000"]
+    assert main(["--run", str(run), "--qrels", str(qrels), "--metrics", "p@2"]) == 0  # the default: no per-query
+    rows = capsys.readouterr().out.splitlines()
+    assert rows[1].split() == ["all", "0.5000"]
 
 
 def test_cli_msmarco_run(small_files, tmp_path, capsys):

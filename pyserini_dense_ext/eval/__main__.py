@@ -44,7 +44,7 @@ def format_table(means: dict[str, float], num_queries: int,
                  per_query: dict[str, dict[str, float]] | None = None) -> str:
     """A fixed-width table: one row per query (if given), then the ``all`` row and the query count."""
     names = list(means)
-    width = max(8, *(len(q) for q in per_query or ()))
+    width = max([8, *(len(q) for q in per_query or ())])
     cols = [max(len(n), 6) for n in names]
     lines = ["query".ljust(width) + "".join(f"  {n:>{c}}" for n, c in zip(names, cols))]
     for qid, values in (per_query or {}).items():
