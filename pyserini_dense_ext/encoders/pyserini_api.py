@@ -138,23 +138,29 @@ def _onnx_module(path: str | Path):
 def load_query_encoder(path: str | Path, family: str | None = None, device: str = "cpu", batch_size: int = 64,
                        **overrides: Any) -> DenseQueryEncoder:
     """The query encoder for a model dir (torch) or an ONNX export, chosen from the files, never the name."""
-    onnx_backend = _onnx_module(path)
-    if onnx_backend is not None:
-        return onnx_backend.OnnxQueryEncoder(str(path), device=device, batch_size=batch_size)
-    cls = QUERY_CLASSES.get(family, DenseQueryEncoder) if family else DenseQueryEncoder
-    return cls(str(path), device=device, batch_size=batch_size, **overrides)
+    return _load_encoder("query", path, family, device, batch_size, overrides)
 
 
 def load_document_encoder(path: str | Path, family: str | None = None, device: str = "cpu", batch_size: int = 32,
                           **overrides: Any) -> DenseDocumentEncoder:
     """The document encoder for a model dir (torch) or an ONNX export."""
+    return _load_encoder("document", path, family, device, batch_size, overrides)
+
+
+def _load_encoder(side: str, path: str | Path, family: str | None, device: str, batch_size: int,
+                  overrides: dict[str, Any]):
     onnx_backend = _onnx_module(path)
     if onnx_backend is not None:
-        return onnx_backend.OnnxDocumentEncoder(str(path), device=device, batch_size=batch_size)
-    cls = DOCUMENT_CLASSES.get(family, DenseDocumentEncoder) if family else DenseDocumentEncoder
-    return cls(str(path), device=device, batch_size=batch_size, **overrides)
+        cls = onnx_backend.OnnxQueryEncoder if side == "query" else onnx_backend.OnnxDocumentEncoder
+        return cls(str(path), device=device, batch_size=batch_size)
+    classes = QUERY_CLASSES if side == "query" else DOCUMENT_CLASSES
+    if family not in classes:
+        raise ValueError(f"unknown encoder family {family!r}; choose from {sorted(c for c in classes if c)}")
+    return classes[family](str(path), device=device, batch_size=batch_size, **overrides)
 
 
-QUERY_CLASSES = {cls.family: cls for cls in (RepBertQueryEncoder, TctColBertQueryEncoder, MeBertQueryEncoder)}
-DOCUMENT_CLASSES = {cls.family: cls for cls in (RepBertDocumentEncoder, TctColBertDocumentEncoder,
-                                                MeBertDocumentEncoder)}
+# family -> class; None (family from the dir's dense_ext.json) -> the generic class
+QUERY_CLASSES = {cls.family: cls for cls in (DenseQueryEncoder, RepBertQueryEncoder, TctColBertQueryEncoder,
+                                             MeBertQueryEncoder)}
+DOCUMENT_CLASSES = {cls.family: cls for cls in (DenseDocumentEncoder, RepBertDocumentEncoder,
+                                                TctColBertDocumentEncoder, MeBertDocumentEncoder)}

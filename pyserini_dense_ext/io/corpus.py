@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Iterator
 
 from .errors import InputError
+from .lines import iter_lines
 
 ID_FIELDS = ("id", "_id", "docid")
 
@@ -46,21 +47,16 @@ def corpus_files(path: str | Path) -> list[Path]:
 
 def read_jsonl(path: Path) -> Iterator[tuple[int, dict]]:
     """Yield (line number, object) for each non-blank line, failing clearly on bad bytes or JSON."""
-    with open(path, "rb") as f:
-        for lineno, raw in enumerate(f, start=1):
-            try:
-                line = raw.decode("utf-8")
-            except UnicodeDecodeError as e:
-                raise InputError(path, f"is not valid UTF-8 (byte offset {e.start} in the line)", lineno) from None
-            if not line.strip():
-                continue
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise InputError(path, f"is not valid JSON ({e.msg} at column {e.colno})", lineno) from None
-            if not isinstance(obj, dict):
-                raise InputError(path, "is not a JSON object", lineno)
-            yield lineno, obj
+    for lineno, line in iter_lines(path):
+        if not line.strip():
+            continue
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise InputError(path, f"is not valid JSON ({e.msg} at column {e.colno})", lineno) from None
+        if not isinstance(obj, dict):
+            raise InputError(path, "is not a JSON object", lineno)
+        yield lineno, obj
 
 
 def _string_field(obj: dict, field: str, path: Path, lineno: int, required: bool) -> str:

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Iterable, Iterator, Sequence, TextIO
 
 from .errors import InputError
+from .lines import iter_lines
 
 Ranking = list[tuple[str, float]]
 Run = dict[str, Ranking]
@@ -25,37 +26,30 @@ def read_run(path: str | Path) -> Run:
     Hits are re-ranked by score (ties by docid, as fusion does), so a file's own rank column
     cannot disagree with its scores. Duplicate (qid, docid) pairs are an error.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(path, "run file does not exist")
     run: dict[str, dict[str, float]] = {}
-    with open(path, "rb") as f:
-        for lineno, raw in enumerate(f, start=1):
-            try:
-                parts = raw.decode("utf-8").split()
-            except UnicodeDecodeError:
-                raise InputError(path, "is not valid UTF-8", lineno) from None
-            if not parts:
-                continue
-            if len(parts) == 6:
-                qid, _, docid, _, score_s, _ = parts
-                field, value = "score", score_s
-            elif len(parts) == 3:
-                qid, docid, rank_s = parts
-                field, value = "rank", rank_s
-            else:
-                raise InputError(path, f"expected 6 (TREC) or 3 (MS MARCO) columns, got {len(parts)}", lineno)
-            try:
-                number = float(value)
-            except ValueError:
-                raise InputError(path, f"{value!r} is not a number", lineno, field) from None
-            if not math.isfinite(number) or (field == "rank" and number <= 0):
-                raise InputError(path, f"{value!r} is not a valid {field}", lineno, field)
-            score = number if field == "score" else 1.0 / number
-            hits = run.setdefault(qid, {})
-            if docid in hits:
-                raise InputError(path, f"duplicate docid {docid!r} for query {qid!r}", lineno, "docid")
-            hits[docid] = score
+    for lineno, line in iter_lines(path, "run file"):
+        parts = line.split()
+        if not parts:
+            continue
+        if len(parts) == 6:
+            qid, _, docid, _, score_s, _ = parts
+            field, value = "score", score_s
+        elif len(parts) == 3:
+            qid, docid, rank_s = parts
+            field, value = "rank", rank_s
+        else:
+            raise InputError(path, f"expected 6 (TREC) or 3 (MS MARCO) columns, got {len(parts)}", lineno)
+        try:
+            number = float(value)
+        except ValueError:
+            raise InputError(path, f"{value!r} is not a number", lineno, field) from None
+        if not math.isfinite(number) or (field == "rank" and number <= 0):
+            raise InputError(path, f"{value!r} is not a valid {field}", lineno, field)
+        score = number if field == "score" else 1.0 / number
+        hits = run.setdefault(qid, {})
+        if docid in hits:
+            raise InputError(path, f"duplicate docid {docid!r} for query {qid!r}", lineno, "docid")
+        hits[docid] = score
     if not run:
         raise InputError(path, "run holds no hits")
     return {q: sorted(h.items(), key=lambda x: (-x[1], x[0])) for q, h in run.items()}

@@ -5,6 +5,7 @@ from pathlib import Path
 
 from .corpus import read_jsonl
 from .errors import InputError
+from .lines import iter_lines
 
 
 def read_topics(path: str | Path, qids: set[str] | None = None) -> dict[str, str]:
@@ -23,18 +24,13 @@ def read_topics(path: str | Path, qids: set[str] | None = None) -> dict[str, str
                 raise InputError(path, "is missing or not a string", lineno, "text")
             _add(topics, str(qid).strip(), text, path, lineno)
     else:
-        with open(path, "rb") as f:
-            for lineno, raw in enumerate(f, start=1):
-                try:
-                    line = raw.decode("utf-8").rstrip("\r\n")
-                except UnicodeDecodeError:
-                    raise InputError(path, "is not valid UTF-8", lineno) from None
-                if not line.strip():
-                    continue
-                parts = line.split("\t", 1)
-                if len(parts) != 2:
-                    raise InputError(path, "expected 'qid<TAB>query text'", lineno, "text")
-                _add(topics, parts[0].strip(), parts[1], path, lineno)
+        for lineno, line in iter_lines(path, "topics file"):
+            if not line.strip():
+                continue
+            parts = line.split("\t", 1)
+            if len(parts) != 2:
+                raise InputError(path, "expected 'qid<TAB>query text'", lineno, "text")
+            _add(topics, parts[0].strip(), parts[1], path, lineno)
     if qids is not None:
         missing = sorted(qids - topics.keys())
         if missing:
