@@ -38,9 +38,10 @@ def shift_scale(scores: np.ndarray, method: str) -> tuple[np.ndarray, np.ndarray
             scale = np.maximum(hi - lo, FLOOR)
             return (lo if method == "min-max" else (lo + hi) / 2), scale
         if method == "z-score":
-            mean = np.where(empty, 0.0, np.nanmean(scores, axis=1))
-            std = np.where(empty, 1.0, np.nanstd(scores, axis=1))
-            return mean, np.maximum(std, FLOOR)
+            count = np.maximum(present.sum(axis=1), 1)
+            mean = np.where(empty, 0.0, np.where(present, scores, 0.0).sum(axis=1) / count)
+            var = np.where(present, (scores - mean[:, None]) ** 2, 0.0).sum(axis=1) / count
+            return mean, np.where(empty, 1.0, np.maximum(np.sqrt(var), FLOOR))
     raise ValueError(f"unknown normalisation {method!r}; choose from {NORMALIZATIONS}")
 
 

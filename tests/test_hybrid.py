@@ -1,0 +1,295 @@
+"""Hybrid search on tiny data: the array BM25 path against Pyserini's own searchers, fusion parity, the CLI."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import pyserini_dense_ext  # noqa: F401
+from pyserini_dense_ext.fusion import fuse_rankings
+from pyserini_dense_ext.io.corpus import Doc
+from pyserini_dense_ext.io.runs import read_run
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+VOCAB = ("protein cell gene cancer risk patients study effect human mice expression disease treatment wing flow "
+         "heat pressure boundary layer mach shock aircraft").split()
+QUERIES = ["protein cell", "cancer risk in patients", "wing flow pressure", "mach shock", "gene", "heat heat layer",
+           "treatment of disease in mice", "nothing matches zzz"]
+
+
+def synthetic_docs(n: int = 240, seed: int = 0) -> list[Doc]:
+    """Short random documents, a third of them exact copies of others: many exact BM25 score ties."""
+    rng = np.random.default_rng(seed)
+    texts = [" ".join(rng.choice(VOCAB, size=rng.integers(1, 9))) for _ in range(n * 2 // 3)]
+    texts += [texts[i] for i in rng.integers(0, len(texts), size=n - len(texts))]
+    order = rng.permutation(n)  # docids not in index order, so id order differs from Lucene's
+    return [Doc(f"doc{order[i]:04d}", t) for i, t in enumerate(texts)]
+
+
+@pytest.fixture(scope="module")
+def indexes(tmp_path_factory, tiny_family_dirs):
+    from pyserini_dense_ext.encode import encode_corpus
+    from pyserini_dense_ext.encoders import load_model
+    from pyserini_dense_ext.index.lucene import build_lucene_index
+
+    docs = synthetic_docs()
+    root = tmp_path_factory.mktemp("hybrid")
+    lucene = build_lucene_index(docs, root / "bm25", threads=1, progress=False)
+    dense = {}
+    for family, index_type in (("repbert", "flat"), ("mebert", "flat"), ("repbert", "hnsw")):
+        dense[family, index_type] = encode_corpus(docs, load_model(tiny_family_dirs[family]),
+                                                  root / f"{family}-{index_type}", {"model": family}, index_type,
+                                                  batch_size=64, progress=False)
+    return {"docs": docs, "lucene": lucene, "dense": dense, "models": tiny_family_dirs}
+
+
+def lucene_searcher(path, k1=0.9, b=0.4):
+    from pyserini.search.lucene import LuceneSearcher
+
+    searcher = LuceneSearcher(str(path))
+    searcher.set_bm25(k1, b)
+    return searcher
+
+
+def pyserini_hits(searcher, queries, k):
+    results = searcher.batch_search(queries, [str(i) for i in range(len(queries))], k=k, threads=2)
+    return [[(h.docid, h.score) for h in results[str(i)]] for i in range(len(queries))]
+
+
+# ---------------------------------------------------------------- BM25 as arrays
+def test_lucene_index_builder_is_complete_and_refuses_to_overwrite(indexes, tmp_path):
+    from pyserini_dense_ext.index.lucene import build_lucene_index
+    from pyserini_dense_ext.io.errors import InputError
+
+    searcher = lucene_searcher(indexes["lucene"])
+    assert searcher.num_docs == len(indexes["docs"])
+    doc = indexes["docs"][5]
+    assert json.loads(searcher.doc(doc.docid).raw()) == {"id": doc.docid, "contents": doc.contents}
+    with pytest.raises(InputError, match="already exists"):
+        build_lucene_index(indexes["docs"], indexes["lucene"], progress=False)
+    assert not list(indexes["lucene"].parent.glob(".bm25.*"))  # no temp dir left behind
+
+
+@pytest.mark.parametrize("k", [1, 3, 10, 57, 1000])
+def test_array_bm25_equals_lucene_searcher_batch_search(indexes, k):
+    from pyserini_dense_ext.search.hybrid.sparse import ArraySparse
+
+    searcher = lucene_searcher(indexes["lucene"])
+    ours = ArraySparse(searcher).batch_hits(QUERIES, k, threads=2)
+    for mine, theirs in zip(ours, pyserini_hits(searcher, QUERIES, k)):
+        assert list(zip(mine[0].tolist(), mine[1].tolist())) == theirs  # same docids, order and scores
+
+
+def test_array_bm25_follows_set_bm25_after_construction(indexes):
+    from pyserini_dense_ext.search.hybrid.sparse import ArraySparse
+
+    searcher = lucene_searcher(indexes["lucene"])
+    fast = ArraySparse(searcher)
+    searcher.set_bm25(1.2, 0.75)
+    mine = fast.batch_hits(QUERIES[:3], 20, threads=1)
+    for (ids, scores), theirs in zip(mine, pyserini_hits(searcher, QUERIES[:3], 20)):
+        assert list(zip(ids.tolist(), scores.tolist())) == theirs
+
+
+def java_score_ties_adjuster(scores):
+    """Anserini 1.7.1's ScoreTiesAdjusterReranker loop, statement by statement, in float32/double as in Java."""
+    s = [np.float32(x) for x in scores]
+    dup = 0
+    for i in range(len(s)):
+        s[i] = np.float32(np.floor(np.float64(s[i]) * 10000.0 + 0.5) / 10000.0)
+        if i == 0 or np.float32(s[i - 1] - s[i]) > np.float32(1e-4):
+            dup = 0
+        else:
+            dup += 1
+            s[i] = np.float32(s[i] - np.float32(np.float32(1e-6) * np.float32(dup)))
+    return np.array(s, dtype=np.float32)
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_score_ties_adjuster_equals_the_java_loop(seed):
+    from pyserini_dense_ext.search.hybrid.sparse import adjust_score_ties
+
+    rng = np.random.default_rng(seed)
+    # Runs of equal and near-equal scores (within 1e-4) are where the loop's state matters.
+    base = np.sort(rng.choice(np.round(rng.uniform(0, 20, 30), rng.integers(2, 5)), size=200))[::-1]
+    scores = (base + rng.choice([0, 0, 0, 2e-5, 5e-5, 1e-4], size=200)).astype(np.float32)
+    scores = np.sort(scores)[::-1]
+    np.testing.assert_array_equal(adjust_score_ties(scores), java_score_ties_adjuster(scores))
+
+
+# ---------------------------------------------------------------- the hybrid searcher
+def dense_searcher(indexes, family="repbert", index_type="flat"):
+    from pyserini_dense_ext.search import DenseSearcher
+
+    return DenseSearcher(indexes["dense"][family, index_type], indexes["models"][family])
+
+
+@pytest.mark.parametrize("normalization", [False, True])
+@pytest.mark.parametrize("weight_on_dense", [False, True])
+def test_linear_equals_pyserini_hybrid_searcher(indexes, normalization, weight_on_dense):
+    from pyserini.search.faiss import FaissSearcher
+    from pyserini.search.hybrid import HybridSearcher as PyseriniHybrid
+
+    from pyserini_dense_ext.encoders import load_query_encoder
+    from pyserini_dense_ext.search.hybrid import HybridSearcher
+
+    sparse = lucene_searcher(indexes["lucene"])
+    theirs_dense = FaissSearcher(str(indexes["dense"]["repbert", "flat"]), load_query_encoder(indexes["models"]["repbert"]))
+    qids = [f"q{i}" for i in range(len(QUERIES) - 1)]  # Pyserini divides by zero on the no-BM25-hit query
+    kwargs = dict(k0=30, k=1000, alpha=0.7, normalization=normalization, weight_on_dense=weight_on_dense)
+    theirs = PyseriniHybrid(theirs_dense, sparse).batch_search(QUERIES[:-1], qids, threads=2, **kwargs)
+    ours = HybridSearcher(dense_searcher(indexes), sparse).batch_search(QUERIES[:-1], qids, threads=2, **kwargs)
+    for qid in qids:
+        # Same vectors, same BM25. Pyserini's arithmetic mixes Python floats with FaissSearcher's np.float32
+        # scores, which numpy (NEP 50) rounds to float32; ours stays float64. So: equal to float32 precision,
+        # same order except where two scores are equal to that precision (Pyserini orders those by set
+        # iteration, we by docid).
+        assert_same_ranking([(h.docid, h.score) for h in ours[qid]], [(h.docid, float(h.score)) for h in theirs[qid]])
+
+
+def assert_same_ranking(ours, theirs, rtol=1e-6):
+    assert len(ours) == len(theirs)
+    theirs_by_doc = dict(theirs)
+    assert theirs_by_doc.keys() == dict(ours).keys()
+    for d, s in ours:
+        assert s == pytest.approx(theirs_by_doc[d], rel=rtol, abs=rtol)
+    for (d1, s1), (d2, s2) in zip(ours, theirs):
+        assert d1 == d2 or s1 == pytest.approx(s2, rel=rtol, abs=rtol), (d1, s1, d2, s2)
+    assert [s for _, s in ours] == sorted((s for _, s in ours), reverse=True)
+
+
+@pytest.mark.parametrize("method,params", [("interleave", {}), ("rrf", {"rrf_k": 10}), ("combmnz", {}),
+                                           ("weighted", {"alpha": 0.2, "normalization": "z-score"})])
+@pytest.mark.parametrize("family,index_type", [("mebert", "flat"), ("repbert", "hnsw")])
+def test_every_method_and_dense_kind_equals_fusing_the_two_searchers_results(indexes, method, params, family,
+                                                                              index_type):
+    from pyserini_dense_ext.search.hybrid import HybridSearcher
+
+    sparse, dense = lucene_searcher(indexes["lucene"]), dense_searcher(indexes, family, index_type)
+    hybrid = HybridSearcher(dense, sparse)
+    qids = [f"q{i}" for i in range(len(QUERIES))]
+    got = hybrid.batch_search(QUERIES, qids, k0=25, k=15, threads=2, fusion=method, **params)
+    d_hits = dense.batch_search(QUERIES, qids, k=25)
+    for i, qid in enumerate(qids):
+        dense_list = [(h.docid, h.score) for h in d_hits[qid]]
+        assert len({d for d, _ in dense_list}) == len(dense_list)  # ME-BERT: one entry per document
+        expected = fuse_rankings([pyserini_hits(sparse, [QUERIES[i]], 25)[0], dense_list], method, k=15, **params)
+        assert [(h.docid, h.score) for h in got[qid]] == expected
+    # One query alone (a batch of one encodes without padding, so compare like with like).
+    single = hybrid.search(QUERIES[1], k0=25, k=15, fusion=method, **params)
+    alone = hybrid.batch_search(QUERIES[1:2], ["q1"], k0=25, k=15, fusion=method, **params)["q1"]
+    assert [(h.docid, h.score) for h in single] == [(h.docid, h.score) for h in alone]
+
+
+def test_other_searchers_take_their_own_batch_search(indexes):
+    """A Pyserini FaissSearcher and a LuceneSearcher subclass go through batch_search: same results."""
+    from pyserini.search.faiss import FaissSearcher
+    from pyserini.search.lucene import LuceneSearcher
+
+    from pyserini_dense_ext.encoders import load_query_encoder
+    from pyserini_dense_ext.search.hybrid import HybridSearcher
+    from pyserini_dense_ext.search.hybrid.sparse import ArraySparse, HitsSparse
+
+    class MyLucene(LuceneSearcher):
+        pass
+
+    other = MyLucene(str(indexes["lucene"]))
+    other.set_bm25(0.9, 0.4)
+    faiss_dense = FaissSearcher(str(indexes["dense"]["repbert", "flat"]), load_query_encoder(indexes["models"]["repbert"]))
+    slow = HybridSearcher(faiss_dense, other)
+    fast = HybridSearcher(dense_searcher(indexes), lucene_searcher(indexes["lucene"]))
+    assert isinstance(slow._sparse, HitsSparse) and isinstance(fast._sparse, ArraySparse)
+    qids = [str(i) for i in range(len(QUERIES))]
+    a = slow.batch_search(QUERIES, qids, k0=40, k=40, fusion="combsum")
+    b = fast.batch_search(QUERIES, qids, k0=40, k=40, fusion="combsum")
+    for qid in qids:
+        assert [h.docid for h in a[qid]] == [h.docid for h in b[qid]]
+        np.testing.assert_allclose([h.score for h in a[qid]], [h.score for h in b[qid]], rtol=1e-6)
+
+
+def test_fusion_arguments_are_checked(indexes):
+    from pyserini_dense_ext.search.hybrid import HybridSearcher, fusion_params
+
+    assert fusion_params("linear", normalization=True) == {"normalization": "centred"}
+    assert fusion_params("rrf", normalization=False) == {}  # Pyserini's default flag means "none"
+    with pytest.raises(ValueError, match="does not take \\['alpha'\\]"):
+        fusion_params("rrf", alpha=0.5)
+    with pytest.raises(ValueError, match="unknown fusion method"):
+        fusion_params("borda")
+    hybrid = HybridSearcher(dense_searcher(indexes), lucene_searcher(indexes["lucene"]))
+    with pytest.raises(ValueError, match="2 queries but 1 query ids"):
+        hybrid.batch_search(QUERIES[:2], ["q"])
+    with pytest.raises(ValueError, match="k0 and k must be positive"):
+        hybrid.search("gene", k0=0)
+
+
+# ---------------------------------------------------------------- the CLI
+def cli(*args):
+    env = {**os.environ, "PYTHONPATH": ROOT}
+    return subprocess.run([sys.executable, "-m", "pyserini_dense_ext.search.hybrid", *args], capture_output=True,
+                          text=True, env=env, timeout=300)
+
+
+def cli_groups(indexes, tmp_path, *extra):
+    return ["dense", "--index", str(indexes["dense"]["repbert", "flat"]), "--encoder", str(indexes["models"]["repbert"]),
+            "sparse", "--index", str(indexes["lucene"]), *extra]
+
+
+def test_cli_writes_the_run_batch_search_gives(indexes, tmp_path):
+    from pyserini_dense_ext.search.hybrid import HybridSearcher
+    from pyserini_dense_ext.search.hybrid.__main__ import main
+
+    topics = tmp_path / "topics.tsv"
+    topics.write_text("".join(f"q{i}\t{q}\n" for i, q in enumerate(QUERIES)))
+    out = tmp_path / "run.trec"
+    assert main(cli_groups(indexes, tmp_path, "fusion", "--method", "linear", "--alpha", "0.5", "--normalization",
+                           "--hits", "30", "run", "--topics", str(topics), "--output", str(out), "--hits", "10",
+                           "--threads", "2", "--quiet")) == 0
+    run = read_run(out)
+    hybrid = HybridSearcher(dense_searcher(indexes), lucene_searcher(indexes["lucene"]))
+    expected = hybrid.batch_search(QUERIES, [f"q{i}" for i in range(len(QUERIES))], k0=30, k=10, alpha=0.5,
+                                   normalization=True)
+    for qid, hits in expected.items():
+        assert [d for d, _ in run[qid]] == [h.docid for h in hits]
+        np.testing.assert_allclose([s for _, s in run[qid]], [h.score for h in hits], atol=1e-6)
+
+
+def test_cli_bad_input(indexes, tmp_path):
+    from pyserini_dense_ext.io.errors import InputError
+    from pyserini_dense_ext.search.hybrid.__main__ import main
+
+    topics = tmp_path / "topics.tsv"
+    topics.write_text("q1\tgene\n")
+    qrels = tmp_path / "qrels.tsv"
+    qrels.write_text("q1 0 doc0001 1\nq9 0 doc0002 1\n")
+    out = tmp_path / "run.trec"
+    run = ["run", "--topics", str(topics), "--output", str(out)]
+    with pytest.raises(InputError, match="lacks 1 queries named in the qrels, e.g. \\['q9'\\]"):
+        main(cli_groups(indexes, tmp_path, "run", "--topics", str(topics), "--qids-from", str(qrels), "--output",
+                        str(out)))
+    with pytest.raises(ValueError, match="does not take --alpha"):
+        main(cli_groups(indexes, tmp_path, "fusion", "--method", "rrf", "--alpha", "0.3", *run))
+    with pytest.raises(InputError, match="is not a Lucene index dir"):
+        main(cli_groups(indexes, tmp_path)[:5] + ["sparse", "--index", str(tmp_path), *run])
+    with pytest.raises(SystemExit):
+        main(cli_groups(indexes, tmp_path)[:5] + run)  # no sparse group
+    # As a command: exit 2, one line naming the file, no traceback, no output file.
+    result = cli(*cli_groups(indexes, tmp_path, "run", "--topics", str(tmp_path / "msmarco-passage-dev-subset"),
+                             "--output", str(out)))
+    assert result.returncode == 2 and "msmarco-passage-dev-subset: topics file does not exist" in result.stderr
+    assert "Traceback" not in result.stderr and not out.exists()
+
+
+def test_cli_help(capsys):
+    from pyserini_dense_ext.search.hybrid.__main__ import main
+
+    result = cli("--help")
+    assert result.returncode == 0 and "dense" in result.stdout and "rrf" in result.stdout
+    with pytest.raises(SystemExit) as exit_info:
+        main(["fusion", "--help"])
+    assert exit_info.value.code == 0
+    assert "--rrf-k" in capsys.readouterr().out
