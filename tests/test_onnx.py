@@ -101,14 +101,27 @@ def test_int8_and_fp16_exports_stay_close_to_torch(tiny_family_dirs, tmp_path):
         path = tmp_path / f"q-{precision}.onnx"
         export_onnx(tiny_family_dirs["repbert"], "query", path, precision=precision, check=False)
         counts = fusion_counts(path)
-        if quantized_op:
+        if quantized_op:  # the recipe: layers after the first in int8, the first layer in fp32
             assert counts.get(quantized_op, 0) + counts.get("MatMulInteger", 0) > 0
-            assert counts.get("QAttention", 0) == 2
+            assert counts.get("QAttention", 0) == 1 and counts.get("Attention", 0) == 1
         vectors = load_onnx(path).encode(TEXTS, "query")
         cosine = (vectors * torch_vectors).sum(1) / np.linalg.norm(vectors, axis=1) / np.linalg.norm(torch_vectors,
                                                                                                       axis=1)
         assert load_onnx(path).precision == precision
         assert cosine.min() > 0.99
+
+
+def test_int8_recipe_keeps_exactly_the_first_layer_in_fp32(exports):
+    import onnx
+
+    from pyserini_dense_ext.onnx.quantize import first_layer_nodes
+
+    graph = onnx.load(str(exports["repbert", "query"]))
+    by_name = {n.name: n for n in graph.graph.node}
+    names = first_layer_nodes(graph)
+    # One fused attention (its QKV weights) plus the attention output and the two feed-forward MatMuls.
+    assert sorted(by_name[n].op_type for n in names) == ["Attention", "MatMul", "MatMul", "MatMul"]
+    assert all("/layer.0/" in n for n in names if by_name[n].op_type == "MatMul")
 
 
 def test_io_binding_gives_the_same_vectors(exports):

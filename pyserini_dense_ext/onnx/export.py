@@ -180,13 +180,13 @@ def export_onnx(model_dir: str | Path, side: str, output: str | Path, *, family:
                             "slower", attention, layers, fused)
         if precision == "int8":
             quantized = work / "int8.onnx"
-            quantize_int8(final, quantized)
+            fp32_nodes = quantize_int8(final, quantized)
             final = quantized
         extra: dict[str, Any] = {"opset": opset, "optimized": optimize_graph, "fused_ops": fused,
                                  "num_layers": layers, "source": str(Path(model_dir).resolve()),
                                  "versions": _versions()}
         if precision == "int8":
-            extra["int8"] = int8_recipe()
+            extra["int8"] = int8_recipe(fp32_nodes)
         meta = ExportMeta(family=model.config.family, side=side, config=model.config, dim=model.dim,
                           vectors_per_text=model.vectors_per_text(side), precision=precision,
                           tokenizer=tok_dir.name, min_sequence_length=min_sequence_length(model, side), extra=extra)
