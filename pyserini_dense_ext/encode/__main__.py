@@ -13,6 +13,7 @@ import pyserini_dense_ext  # noqa: F401  (Java/offline set-up before Pyserini lo
 from ..cli import add_encoder_options, encoder_overrides, run_cli, split_groups
 from ..index import INDEX_TYPES
 from ..io.corpus import EMPTY_POLICIES
+from .distributed import add_ray_options, ray_options
 
 GROUPS = ("input", "encoder", "output")
 EXAMPLE = """example:
@@ -39,9 +40,11 @@ def parsers() -> dict[str, argparse.ArgumentParser]:
     inp.add_argument("--shard-num", type=int, default=1, help="number of shards (default 1)")
     enc = argparse.ArgumentParser(prog="... encoder", description="Which model and how to use it.")
     add_encoder_options(enc)
+    add_ray_options(enc)
     out = argparse.ArgumentParser(prog="... output", description="Where the index dir goes.")
     out.add_argument("--index", "--embeddings", dest="index", required=True, help="output index dir")
-    out.add_argument("--index-type", choices=INDEX_TYPES, default="flat", help="flat IP (exact), hnsw or pq")
+    out.add_argument("--index-type", choices=INDEX_TYPES, default="flat",
+                     help="flat IP (exact), flat-fp16 (exact scan over half-size fp16 rows), hnsw or pq")
     out.add_argument("--hnsw-m", type=int, default=32, help="HNSW graph degree")
     out.add_argument("--ef-construction", type=int, default=200, help="HNSW build beam width")
     out.add_argument("--pq-m", type=int, default=None, help="PQ sub-quantisers (default: dim/4)")
@@ -68,17 +71,25 @@ def run(inp: argparse.Namespace, enc: argparse.Namespace, out: argparse.Namespac
     from ..encode import encode_corpus, shard_slice
     from ..encoders import load_document_encoder
     from ..io.corpus import read_corpus
+    from ..io.errors import InputError
 
     docs = read_corpus(inp.corpus, empty=inp.empty)
-    docs = docs[shard_slice(len(docs), inp.shard_id, inp.shard_num)]
-    encoder = load_document_encoder(enc.encoder, family=enc.family, device=enc.device, batch_size=enc.batch_size,
-                                    **encoder_overrides(enc))
+    n_corpus = len(docs)
+    docs = docs[shard_slice(n_corpus, inp.shard_id, inp.shard_num)]
+    if not docs:
+        raise InputError(inp.corpus, f"shard {inp.shard_id} of {inp.shard_num} is empty: the corpus has only "
+                                     f"{n_corpus} documents", field="shard-id")
+    ray = ray_options(enc)
+    # With --ray the workers encode on --device; here the model is only checked and its config read.
+    encoder = load_document_encoder(enc.encoder, family=enc.family, device="cpu" if ray else enc.device,
+                                    batch_size=enc.batch_size, **encoder_overrides(enc))
     model = encoder.model
     encoder_id = {"model": str(enc.encoder), **model.config.to_dict()}
     index_options = {"hnsw": dict(hnsw_m=out.hnsw_m, ef_construction=out.ef_construction),
                      "pq": dict(pq_m=out.pq_m)}.get(out.index_type, {})
     path = encode_corpus(docs, model, out.index, encoder_id, out.index_type, out.chunk_size, enc.batch_size,
-                         out.overwrite, progress=not out.quiet, **index_options)
+                         out.overwrite, progress=not out.quiet, shard_id=inp.shard_id, shard_num=inp.shard_num,
+                         ray=ray, **index_options)
     print(f"wrote {path} ({len(docs)} documents, {model.dim} dims)")
     return 0
 

@@ -1,6 +1,7 @@
 """Build a family model from a local dir: its ``dense_ext.json``, or a family named by the caller."""
 from __future__ import annotations
 
+import pickle  # only for its error type: nothing here unpickles
 from pathlib import Path
 from typing import Any
 
@@ -56,6 +57,10 @@ def load_model(model_dir: str | Path, family: str | None = None, device: str = "
         raise InputError(path, f"has no usable tokenizer: {e}", field="tokenizer") from None
     try:
         backbone = AutoModel.from_pretrained(str(path))
+    except pickle.UnpicklingError as e:  # transformers loads .bin files with torch.load(weights_only=True)
+        raise InputError(path, "holds a pickled checkpoint with more than tensors in it, which is not loaded (it "
+                               f"could run code): {str(e).splitlines()[0]} Convert it to model.safetensors.",
+                         field="weights") from None
     except (OSError, ValueError, RuntimeError) as e:
         raise InputError(path, f"could not be loaded as a model: {e}") from None
     model = build_model(backbone, tokenizer, config)

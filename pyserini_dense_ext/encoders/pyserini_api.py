@@ -50,12 +50,24 @@ class DenseQueryEncoder(_Loads, QueryEncoder):
     def dim(self) -> int:
         return self.model.dim
 
+    @staticmethod
+    def _load_embeddings(encoded_query_dir: str) -> dict[str, np.ndarray]:
+        """Pyserini unpickles ``embedding.pkl`` here (which runs code); we read ``.npy`` + JSON instead."""
+        from .encoded_queries import load_encoded_queries
+
+        return load_encoded_queries(encoded_query_dir)
+
     def encode(self, query: str, **kwargs: Any) -> np.ndarray:
         if not self.has_model:
-            return super().encode(query)
+            if query not in self.embedding:
+                raise ValueError(f"query {query[:80]!r} is not among the encoded queries, and there is no model "
+                                 "to encode it")
+            return self.embedding[query]
         return self.encode_batch([query])[0]
 
     def encode_batch(self, queries: list[str], progress: bool = False) -> np.ndarray:
+        if not self.has_model:
+            return np.stack([self.encode(q) for q in queries])
         return self.model.encode(list(queries), "query", batch_size=self.batch_size, progress=progress)
 
 

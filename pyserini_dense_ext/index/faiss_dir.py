@@ -22,7 +22,7 @@ import numpy as np
 from ..io.errors import InputError
 
 INDEX_FILE, DOCID_FILE, META_FILE = "index", "docid", "dense_ext_index.json"
-INDEX_TYPES = ("flat", "hnsw", "pq")
+INDEX_TYPES = ("flat", "flat-fp16", "hnsw", "pq")
 
 
 @dataclass
@@ -35,6 +35,8 @@ class IndexMeta:
     rows_per_doc: int = 1
     index_type: str = "flat"
     encoder: dict[str, Any] = field(default_factory=dict)  # the EncoderConfig that made the vectors
+    shard_id: int = 0  # which contiguous slice of the corpus (``--shard-id/--shard-num``), so merges keep its order
+    shard_num: int = 1
 
     def save(self, directory: Path) -> None:
         (directory / META_FILE).write_text(json.dumps(dataclasses.asdict(self), indent=2, sort_keys=True) + "\n")
@@ -53,11 +55,14 @@ class IndexMeta:
 
 def build_faiss_index(vectors: np.ndarray, index_type: str = "flat", hnsw_m: int = 32, ef_construction: int = 200,
                       pq_m: int | None = None, pq_nbits: int = 8) -> faiss.Index:
-    """An inner-product index over float32 ``(n, d)`` rows: exact flat, HNSW graph or product-quantised."""
+    """An inner-product index over float32 ``(n, d)`` rows: exact flat, flat over fp16-stored rows (half the
+    memory, exhaustive scan), HNSW graph or product-quantised."""
     vectors = np.ascontiguousarray(vectors, dtype=np.float32)
     n, d = vectors.shape
     if index_type == "flat":
         index = faiss.IndexFlatIP(d)
+    elif index_type == "flat-fp16":
+        index = faiss.IndexScalarQuantizer(d, faiss.ScalarQuantizer.QT_fp16, faiss.METRIC_INNER_PRODUCT)
     elif index_type == "hnsw":
         index = faiss.IndexHNSWFlat(d, hnsw_m, faiss.METRIC_INNER_PRODUCT)
         index.hnsw.efConstruction = ef_construction
