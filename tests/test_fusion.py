@@ -277,3 +277,60 @@ def test_fuse_cli_bad_runs_name_file_and_line(tmp_path):
 def test_fuse_cli_help_lists_methods():
     result = cli("--help")
     assert result.returncode == 0 and all(m in result.stdout for m in METHODS)
+
+
+# ---------------------------------------------------------------- tune
+def test_tune_finds_the_best_alpha_and_writes_csv_and_plot(tmp_path):
+    import csv
+
+    from pyserini_dense_ext.eval.metrics import evaluate
+    from pyserini_dense_ext.tune import main as tune_main
+
+    rng = np.random.default_rng(0)
+    qrels, sparse, dense = {}, {}, {}
+    for q in range(12):
+        docs = [f"d{i}" for i in range(40)]
+        relevant = set(rng.choice(docs, 3, replace=False).tolist())
+        qrels[f"q{q}"] = {d: 1 for d in relevant}
+        # Each list is noisy on its own; only a mix puts the relevant documents first.
+        sparse[f"q{q}"] = sorted(((d, 10 * rng.random() + 6 * (d in relevant)) for d in docs[:30]), key=lambda x: -x[1])
+        dense[f"q{q}"] = sorted(((d, rng.random() + 0.6 * (d in relevant)) for d in docs[10:]), key=lambda x: -x[1])
+    qrels_path = tmp_path / "qrels.txt"
+    qrels_path.write_text("".join(f"{q} 0 {d} 1\n" for q, docs in qrels.items() for d in docs))
+    write_run(tmp_path / "s.trec", sparse)
+    write_run(tmp_path / "d.trec", dense)
+    sparse, dense = read_run(tmp_path / "s.trec"), read_run(tmp_path / "d.trec")  # as rounded in the files
+    alphas = [0.0, 0.05, 0.1, 0.2, 0.5, 1.0]
+    out = tmp_path / "sweep.csv"
+    assert tune_main(["tune", "--runs", str(tmp_path / "s.trec"), str(tmp_path / "d.trec"), "--qrels", str(qrels_path),
+                      "--methods", "linear", "rrf", "combsum", "--alphas", ",".join(map(str, alphas)),
+                      "--rrf-ks", "1,60", "--metrics", "ndcg@10", "--csv", str(out), "--quiet"]) == 0
+    rows = list(csv.DictReader(out.open()))
+    by_alpha = {float(r["value"]): float(r["ndcg@10"]) for r in rows if r["method"] == "linear"}
+    brute = {a: evaluate(fuse([sparse, dense], "linear", alpha=a), qrels, ["ndcg@10"])["ndcg@10"] for a in alphas}
+    assert by_alpha == pytest.approx(brute, abs=1e-6)
+    assert {r["method"] for r in rows} == {"sparse", "dense", "linear", "rrf", "combsum"}
+    assert [r["parameter"] for r in rows if r["method"] == "rrf"] == ["rrf_k", "rrf_k"]
+    png = out.with_suffix(".png").read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 10_000
+
+
+def test_tune_bad_arguments(tmp_path, monkeypatch):
+    from pyserini_dense_ext.tune import main as tune_main
+
+    run = tmp_path / "r.trec"
+    write_run(run, {"q1": SPARSE})
+    qrels = tmp_path / "q.txt"
+    qrels.write_text("q1 0 a 1\n")
+    base = ["tune", "--runs", str(run), str(run), "--qrels", str(qrels), "--csv", str(tmp_path / "s.csv")]
+    with pytest.raises(ValueError, match="unknown normalisation 'l1'"):
+        tune_main(base + ["--methods", "linear:l1"])
+    with pytest.raises(ValueError, match="rrf does not normalise"):
+        tune_main(base + ["--methods", "rrf:min-max"])
+    with pytest.raises(ValueError, match="--alphas 'a:b': give comma-separated numbers or START:STOP:STEP"):
+        tune_main(base + ["--alphas", "a:b"])
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # as if not installed
+    with pytest.raises(ValueError, match="pip install 'pyserini-dense-ext\\[plot\\]'"):
+        tune_main(base)
+    assert not (tmp_path / "s.csv").exists()
+    assert tune_main(base + ["--no-plot", "--quiet", "--methods", "rrf"]) == 0
