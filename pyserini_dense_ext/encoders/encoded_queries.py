@@ -7,6 +7,7 @@ them. Our query encoders read this format instead (``encoded_query_dir=``).
 from __future__ import annotations
 
 import json
+from collections import Counter
 from pathlib import Path
 from typing import Sequence
 
@@ -53,7 +54,12 @@ def load_encoded_queries(directory: str | Path) -> dict[str, np.ndarray]:
         raise InputError(texts_path, f"is not valid UTF-8 JSON: {e}") from None
     if not isinstance(texts, list) or not all(isinstance(t, str) for t in texts):
         raise InputError(texts_path, "must be a JSON list of query strings")
+    if len(set(texts)) != len(texts):
+        duplicate = next(t for t, n in Counter(texts).items() if n > 1)
+        raise InputError(texts_path, f"lists the query {duplicate[:80]!r} twice: which vector is it?")
     if vectors.ndim != 2 or len(vectors) != len(texts) or not np.issubdtype(vectors.dtype, np.floating):
         raise InputError(vectors_path, f"holds {vectors.dtype} {vectors.shape}, expected float ({len(texts)}, d): "
                                        f"one row per text in {TEXTS_FILE}")
+    if not np.isfinite(vectors).all():
+        raise InputError(vectors_path, "holds NaN or infinite values")
     return dict(zip(texts, vectors.astype(np.float32)))

@@ -48,9 +48,17 @@ class IndexMeta:
             return None  # a dir built by Pyserini itself
         try:
             data = json.loads(path.read_text(encoding="utf-8"))
-            return cls(**data)
-        except (json.JSONDecodeError, UnicodeDecodeError, TypeError) as e:
+            meta = cls(**data)
+        except (json.JSONDecodeError, UnicodeDecodeError, TypeError, RecursionError) as e:
             raise InputError(path, f"is not a valid index metadata file: {e}") from None
+        for name, lowest in (("dim", 1), ("num_rows", 0), ("num_docs", 0), ("rows_per_doc", 1), ("shard_id", 0),
+                             ("shard_num", 1)):
+            value = getattr(meta, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < lowest:
+                raise InputError(path, f"must be an integer >= {lowest}, got {value!r}", field=name)
+        if not isinstance(meta.encoder, dict) or not isinstance(meta.index_type, str):
+            raise InputError(path, "needs a string index_type and an encoder object", field="encoder")
+        return meta
 
 
 def build_faiss_index(vectors: np.ndarray, index_type: str = "flat", hnsw_m: int = 32, ef_construction: int = 200,
@@ -128,10 +136,13 @@ def read_docids(path: Path) -> list[str]:
     with open(path, "rb") as f:
         raw = f.read()
     try:
-        return raw.decode("utf-8").splitlines()
+        docids = raw.decode("utf-8").splitlines()
     except UnicodeDecodeError as e:
         line = raw[:e.start].count(b"\n") + 1
         raise InputError(path, "is not valid UTF-8", line) from None
+    if "" in docids:
+        raise InputError(path, "is an empty docid (every row needs one)", docids.index("") + 1)
+    return docids
 
 
 def read_index_dir(index_dir: str | Path) -> tuple[faiss.Index, list[str], IndexMeta]:
@@ -156,4 +167,7 @@ def read_index_dir(index_dir: str | Path) -> tuple[faiss.Index, list[str], Index
     elif meta.dim != index.d or meta.num_rows != index.ntotal:
         raise InputError(directory / META_FILE, f"says dim={meta.dim}, rows={meta.num_rows} but the index has "
                                                 f"dim={index.d}, rows={index.ntotal}")
+    elif meta.num_docs != len(set(row_docids)):
+        raise InputError(directory / DOCID_FILE, f"names {len(set(row_docids))} distinct documents but "
+                                                 f"{META_FILE} says {meta.num_docs}")
     return index, row_docids, meta

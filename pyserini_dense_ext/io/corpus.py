@@ -54,6 +54,8 @@ def read_jsonl(path: Path) -> Iterator[tuple[int, dict]]:
             obj = json.loads(line)
         except json.JSONDecodeError as e:
             raise InputError(path, f"is not valid JSON ({e.msg} at column {e.colno})", lineno) from None
+        except RecursionError:
+            raise InputError(path, "is JSON nested too deeply to read", lineno) from None
         if not isinstance(obj, dict):
             raise InputError(path, "is not a JSON object", lineno)
         yield lineno, obj
@@ -69,6 +71,16 @@ def _string_field(obj: dict, field: str, path: Path, lineno: int, required: bool
         return str(value)
     if not isinstance(value, str):
         raise InputError(path, f"must be a string, got {type(value).__name__}", lineno, field)
+    return check_unicode(value, path, lineno, field)
+
+
+def check_unicode(value: str, path: Path, lineno: int, field: str) -> str:
+    """JSON's ``\\ud800`` escapes decode to lone surrogates, which no UTF-8 file, tokenizer or hash accepts."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as e:
+        raise InputError(path, f"holds a lone surrogate {value[e.start]!r} (a \\u escape that is not a character)",
+                         lineno, field) from None
     return value
 
 

@@ -15,6 +15,7 @@ def iter_lines(path: str | Path, what: str = "file") -> Iterator[tuple[int, str]
     with open(path, "rb") as f:
         for lineno, raw in enumerate(f, start=1):
             try:
-                yield lineno, raw.decode("utf-8").rstrip("\r\n")
+                # utf-8-sig on line 1: a byte-order mark (Windows editors) is dropped, not glued to the first id
+                yield lineno, raw.decode("utf-8-sig" if lineno == 1 else "utf-8").rstrip("\r\n")
             except UnicodeDecodeError as e:
                 raise InputError(path, f"is not valid UTF-8 (byte offset {e.start} in the line)", lineno) from None

@@ -26,7 +26,7 @@ def read_qrels(path: str | Path) -> Qrels:
             raise InputError(path, f"expected 3 (BEIR) or 4 (TREC) columns, got {len(parts)}", lineno)
         try:
             value = int(float(grade))
-        except ValueError:
+        except (ValueError, OverflowError):  # "x", "nan", "inf"
             raise InputError(path, f"relevance grade {grade!r} is not a number", lineno, "score") from None
         qrels.setdefault(qid, {})[docid] = value
     if not qrels:

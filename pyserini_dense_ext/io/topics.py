@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .corpus import read_jsonl
+from .corpus import check_unicode, read_jsonl
 from .errors import InputError
 from .lines import iter_lines
 
@@ -19,10 +19,13 @@ def read_topics(path: str | Path, qids: set[str] | None = None) -> dict[str, str
             qid = obj.get("_id", obj.get("id", obj.get("qid")))
             if qid is None:
                 raise InputError(path, "is missing", lineno, "_id")
+            if isinstance(qid, bool) or not isinstance(qid, (str, int)):
+                raise InputError(path, f"must be a string or an integer, got {type(qid).__name__}", lineno, "_id")
             text = obj.get("text", obj.get("title"))
             if not isinstance(text, str):
                 raise InputError(path, "is missing or not a string", lineno, "text")
-            _add(topics, str(qid).strip(), text, path, lineno)
+            check_unicode(text, path, lineno, "text")
+            _add(topics, check_unicode(str(qid), path, lineno, "_id").strip(), text, path, lineno)
     else:
         for lineno, line in iter_lines(path, "topics file"):
             if not line.strip():

@@ -84,7 +84,14 @@ class DenseSearcher:
         """Top-k documents per query vector: float32 scores and int64 document indices ``(n, k)``, -1 padded."""
         if k < 1:
             raise ValueError(f"k must be positive, got {k}")
-        vectors = np.ascontiguousarray(vectors, dtype=np.float32).reshape(-1, self.index.d)
+        vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+        if vectors.ndim == 1:
+            vectors = vectors[None]
+        if vectors.ndim != 2 or vectors.shape[1] != self.index.d:  # never reshape a wrong width into more queries
+            raise InputError(self.index_dir / INDEX_FILE, f"has dimension {self.index.d} but the query vectors have "
+                                                          f"shape {vectors.shape}", field="dim")
+        if not np.isfinite(vectors).all():
+            raise ValueError("query vectors hold NaN or infinite values")
         if threads:
             faiss.omp_set_num_threads(threads)
         rows_k = min(k * self.rows_per_doc, self.index.ntotal)
