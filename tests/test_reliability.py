@@ -390,6 +390,24 @@ def test_one_searcher_in_eight_threads_equals_single_threaded(models, unsharded,
         assert result == expected[(id(s), single)]  # exactly: same docids, same float scores
 
 
+@pytest.mark.parametrize("family", ["repbert", "tct_colbert"])
+def test_one_model_encoding_queries_and_documents_from_eight_threads(tiny_family_dirs, corpus, family):
+    """Queries and documents truncate at different lengths; the tokenizer's shared state must not leak."""
+    model = load_model(tiny_family_dirs[family])
+    texts = [d.contents for d in read_corpus(corpus)][:80]
+    expected = {side: model.encode(texts, side, batch_size=8) for side in ("query", "document")}
+    barrier = threading.Barrier(8)
+
+    def job(i: int):
+        barrier.wait(timeout=60)
+        side = ("query", "document")[i % 2]
+        return side, model.encode(texts, side, batch_size=8)
+
+    with ThreadPoolExecutor(8) as pool:
+        for side, got in pool.map(job, range(32)):
+            np.testing.assert_array_equal(got, expected[side])
+
+
 # ----- no pickle ------------------------------------------------------------------------------------
 
 UNPICKLERS = ("pickle.load", "pickle.loads", "pickle.Unpickler", "_pickle.load", "_pickle.loads", "read_pickle",

@@ -7,6 +7,7 @@ output becomes vectors (:meth:`DenseModel.pool`). Batching by length, padding an
 """
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 from typing import Callable, ClassVar, Iterator, Literal, Sequence
 
@@ -23,6 +24,20 @@ SIDES: tuple[Side, ...] = ("query", "document")
 Features = dict[str, list[list[int]]]
 Batch = dict[str, np.ndarray]
 INPUT_NAMES = ("input_ids", "attention_mask", "token_type_ids")
+
+
+# A fast tokenizer keeps its truncation setting as state on the shared Rust object, and each call
+# whose max_length differs from it resets that state before encoding. Two threads tokenising with
+# different lengths (one model's queries and documents) can each truncate by the other's length and
+# get silently wrong vectors, so calls are serialised; they are short next to the forward pass.
+_TOKENIZER_LOCK = threading.Lock()
+
+
+def token_ids(tokenizer, texts: list[str], max_length: int, add_special_tokens: bool) -> list[list[int]]:
+    """``tokenizer(texts, truncation=True)["input_ids"]``, safe to call from several threads at once."""
+    with _TOKENIZER_LOCK:
+        return tokenizer(texts, max_length=max_length, truncation=True, add_special_tokens=add_special_tokens,
+                         return_attention_mask=False, return_token_type_ids=False)["input_ids"]
 
 
 def check_side(side: str) -> Side:
@@ -97,8 +112,7 @@ class DenseModel(torch.nn.Module):
         """``[CLS] text [SEP]`` truncated to the side's max length, one segment id for the side."""
         max_length = config.query_max_length if side == "query" else config.doc_max_length
         segment = config.query_segment_id if side == "query" else config.doc_segment_id
-        ids = tokenizer(texts, max_length=max_length, truncation=True, add_special_tokens=True,
-                        return_attention_mask=False, return_token_type_ids=False)["input_ids"]
+        ids = token_ids(tokenizer, texts, max_length, add_special_tokens=True)
         return {"input_ids": ids, "token_type_ids": [[segment] * len(x) for x in ids]}
 
     def pool(self, hidden: torch.Tensor, attention_mask: torch.Tensor, side: Side) -> torch.Tensor:

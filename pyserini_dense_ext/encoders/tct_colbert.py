@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import torch
 
-from .base import DenseModel, Features, Side, masked_mean
+from .base import DenseModel, Features, Side, masked_mean, token_ids
 from .config import EncoderConfig
 
 PREFIX_TOKENS = 4  # "[CLS]" "[" "q"/"d" "]" in BERT's vocabulary, as Pyserini slices them off
@@ -27,8 +27,7 @@ class TctColBertModel(DenseModel):
         else:
             max_length = config.doc_max_length
             strings = ["[CLS] [D] " + t for t in texts]
-        ids = tokenizer(strings, max_length=max_length, truncation=True, add_special_tokens=False,
-                        return_attention_mask=False, return_token_type_ids=False)["input_ids"]
+        ids = token_ids(tokenizer, strings, max_length, add_special_tokens=False)
         return {"input_ids": ids, "token_type_ids": [[0] * len(x) for x in ids]}
 
     def pool(self, hidden: torch.Tensor, attention_mask: torch.Tensor, side: Side) -> torch.Tensor:
