@@ -313,6 +313,18 @@ def test_merge_cli_errors_exit_2_without_traceback(tmp_path):
     assert not (tmp_path / "m").exists()
 
 
+@pytest.mark.parametrize("main, argv, wanted", [
+    (merge_main, ["--help"], ["--shards", "--index-type", "flat-fp16", "pq"]),
+    (encode_main, ["encoder", "--help"], ["--ray [ADDRESS]", "--ray-workers", "ray://HEAD:10001"]),
+    (encode_main, ["output", "--help"], ["flat-fp16", "--chunk-size"]),
+])
+def test_help(capsys, main, argv, wanted):
+    with pytest.raises(SystemExit) as exit_:
+        main(argv)
+    out = capsys.readouterr().out
+    assert exit_.value.code == 0 and all(w in out for w in wanted)
+
+
 # ----- Ray ------------------------------------------------------------------------------------------
 
 @pytest.fixture(scope="module")

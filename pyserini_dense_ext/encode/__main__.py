@@ -60,6 +60,9 @@ def main(argv: list[str] | None = None) -> int:
     parts = split_groups(argv, GROUPS)
     if parts[""]:
         p[""].parse_args(parts[""])  # --help, or an error naming the stray arguments
+    for g in GROUPS:
+        if {"-h", "--help"} & set(parts.get(g, ())):
+            p[g].parse_args(parts[g])  # the group's help, even before the other groups are given
     missing = [g for g in GROUPS if g not in parts]
     if missing:
         p[""].error(f"missing argument group(s): {', '.join(missing)}")
