@@ -74,6 +74,18 @@ def test_lucene_index_builder_is_complete_and_refuses_to_overwrite(indexes, tmp_
     assert not list(indexes["lucene"].parent.glob(".bm25.*"))  # no temp dir left behind
 
 
+def test_lucene_index_cli(tiny_corpus, tmp_path):
+    from pyserini_dense_ext.index.lucene import main
+    from pyserini_dense_ext.io.errors import InputError
+
+    out = tmp_path / "bm25"
+    assert main(["--corpus", str(tiny_corpus), "--index", str(out), "--threads", "1"]) == 0
+    assert lucene_searcher(out).num_docs == 12
+    with pytest.raises(InputError, match="already exists"):
+        main(["--corpus", str(tiny_corpus), "--index", str(out)])
+    assert main(["--corpus", str(tiny_corpus), "--index", str(out), "--overwrite"]) == 0
+
+
 @pytest.mark.parametrize("k", [1, 3, 10, 57, 1000])
 def test_array_bm25_equals_lucene_searcher_batch_search(indexes, k):
     from pyserini_dense_ext.search.hybrid.sparse import ArraySparse

@@ -33,7 +33,7 @@ def build_lucene_index(docs: Sequence[Doc], out_dir: str | Path, threads: int = 
     if not docs:
         raise ValueError("no documents to index")
     if out_dir.exists() and not overwrite:
-        raise InputError(out_dir, "already exists; pass overwrite=True to replace it")
+        raise InputError(out_dir, "already exists; pass overwrite=True (--overwrite) to replace it")
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".tmp", dir=out_dir.parent))
     try:
@@ -52,3 +52,30 @@ def build_lucene_index(docs: Sequence[Doc], out_dir: str | Path, threads: int = 
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return out_dir
+
+
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+
+    from ..io.corpus import EMPTY_POLICIES, read_corpus
+
+    p = argparse.ArgumentParser(prog="python -m pyserini_dense_ext.index.lucene",
+                                description="Build a Lucene (BM25) index from a BEIR corpus.jsonl or a Pyserini "
+                                            "JsonCollection; contents = title + text.")
+    p.add_argument("--corpus", required=True, help="a .jsonl file or a dir of them")
+    p.add_argument("--index", required=True, help="Lucene index dir to write (atomically)")
+    p.add_argument("--threads", type=int, default=2, help="indexing threads (default 2)")
+    p.add_argument("--empty", choices=EMPTY_POLICIES, default="error", help="what an empty document is")
+    p.add_argument("--no-store-raw", action="store_true", help="do not keep each document's JSON")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing index dir")
+    args = p.parse_args(argv)
+    out = build_lucene_index(read_corpus(args.corpus, empty=args.empty), args.index, threads=args.threads,
+                             store_raw=not args.no_store_raw, overwrite=args.overwrite)
+    print(f"wrote {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    from ..cli import run_cli
+
+    run_cli(main)
