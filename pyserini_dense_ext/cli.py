@@ -69,3 +69,28 @@ def run_cli(main: Callable[[list[str] | None], int], argv: list[str] | None = No
         print("interrupted: no partial output was left in place", file=sys.stderr)
         code = 130
     sys.exit(code)
+
+
+def _entry(module: str) -> Callable[[], None]:
+    """A console-script entry point running ``module.main`` with :func:`run_cli`'s error handling."""
+
+    def entry() -> None:
+        import importlib
+
+        run_cli(importlib.import_module(module).main)
+
+    entry.__name__ = module.rsplit(".", 2)[-2] if module.endswith("__main__") else module.rsplit(".", 1)[-1]
+    return entry
+
+
+# The console scripts in setup.cfg; each mirrors a ``python -m`` command.
+encode = _entry("pyserini_dense_ext.encode.__main__")
+search = _entry("pyserini_dense_ext.search.__main__")
+hybrid = _entry("pyserini_dense_ext.search.hybrid.__main__")
+fuse = _entry("pyserini_dense_ext.fuse")
+tune = _entry("pyserini_dense_ext.tune")
+evaluate = _entry("pyserini_dense_ext.eval.__main__")
+merge = _entry("pyserini_dense_ext.index.merge")
+onnx_export = _entry("pyserini_dense_ext.onnx.export")
+launch = _entry("pyserini_dense_ext.launch")
+quickstart = _entry("pyserini_dense_ext.quickstart")

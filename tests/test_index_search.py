@@ -175,3 +175,24 @@ def test_shard_slices_cover_everything_once():
             assert sum(parts, []) == list(range(n))
     with pytest.raises(ValueError, match="shard"):
         shard_slice(10, 3, 3)
+
+
+def test_search_cli_over_shard_dirs_equals_unsharded(tiny_family_dirs, tiny_corpus, tmp_path):
+    from pyserini_dense_ext.search.__main__ import main as search_main
+
+    model = str(tiny_family_dirs["repbert"])
+    dirs = []
+    for shard in ("0", "1", None):
+        out = tmp_path / (f"shard{shard}" if shard else "whole")
+        shard_args = ["--shard-id", shard, "--shard-num", "2"] if shard else []
+        assert encode_main(["input", "--corpus", str(tiny_corpus), *shard_args, "encoder", "--encoder", model,
+                            "output", "--index", str(out), "--quiet"]) == 0
+        dirs.append(str(out))
+    topics = tmp_path / "topics.tsv"
+    topics.write_text("".join(f"q{i}\t{q}\n" for i, q in enumerate(QUERIES)))
+    common = ["--encoder", model, "--topics", str(topics), "--hits", "7", "--quiet"]
+    assert search_main(["--index", dirs[0], dirs[1], "--output", str(tmp_path / "sharded.trec"), *common]) == 0
+    assert search_main(["--index", dirs[2], "--output", str(tmp_path / "whole.trec"), *common]) == 0
+    sharded = [line.split()[:3] for line in (tmp_path / "sharded.trec").read_text().splitlines()]
+    whole = [line.split()[:3] for line in (tmp_path / "whole.trec").read_text().splitlines()]
+    assert sharded == whole and len(whole) == 4 * 7

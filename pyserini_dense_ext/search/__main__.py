@@ -25,7 +25,9 @@ def build_parser() -> argparse.ArgumentParser:
                                 formatter_class=argparse.RawDescriptionHelpFormatter,
                                 description="Search a FAISS index dir (ours or Pyserini's) with a query encoder "
                                             "and write a TREC or MS MARCO run file.")
-    p.add_argument("--index", required=True, help="FAISS index dir ('index' + 'docid' files)")
+    p.add_argument("--index", required=True, nargs="+", metavar="DIR",
+                   help="FAISS index dir ('index' + 'docid' files); several shard dirs are searched as one "
+                        "(merged top-k, no merged index needed)")
     add_encoder_options(p)
     p.add_argument("--topics", required=True, help="queries: Pyserini TSV (qid<TAB>text) or BEIR queries.jsonl")
     p.add_argument("--qids-from", metavar="QRELS", default=None,
@@ -46,10 +48,12 @@ def main(argv: list[str] | None = None) -> int:
     from ..io.runs import write_run
     from ..io.topics import read_topics
     from .dense import DenseSearcher
+    from .shards import ShardedSearcher
 
     qids = set(read_qrels(args.qids_from)) if args.qids_from else None
     topics = read_topics(args.topics, qids)
-    searcher = DenseSearcher(args.index, args.encoder, family=args.family, device=args.device,
+    searcher_cls, index = (DenseSearcher, args.index[0]) if len(args.index) == 1 else (ShardedSearcher, args.index)
+    searcher = searcher_cls(index, args.encoder, family=args.family, device=args.device,
                              ef_search=args.ef_search, batch_size=args.batch_size, **encoder_overrides(args))
     start = time.perf_counter()
     run = searcher.search_run(topics, k=args.hits, threads=args.threads, progress=not args.quiet)
