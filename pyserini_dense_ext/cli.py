@@ -79,7 +79,6 @@ def _entry(module: str) -> Callable[[], None]:
 
         run_cli(importlib.import_module(module).main)
 
-    entry.__name__ = module.rsplit(".", 2)[-2] if module.endswith("__main__") else module.rsplit(".", 1)[-1]
     return entry
 
 
