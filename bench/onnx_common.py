@@ -145,7 +145,7 @@ def machine() -> dict[str, Any]:
 
     return {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(), "torch": torch.__version__,
             "onnxruntime": onnxruntime.__version__, "python": platform.python_version(),
-            "time": time.strftime("%Y-%m-%d %H:%M:%S")}
+            "time": time.strftime("%Y-%m-%d %H:%M:%S"), "load_average_1_5_15_min": os.getloadavg()}
 
 
 def write_json(name: str, data: dict[str, Any]) -> Path:

@@ -294,3 +294,33 @@ def test_register_makes_onnx_selectable_in_pyserini_commands(exports, tiny_famil
     expected = load_model(tiny_family_dirs["mebert"]).encode(["cancer gene expression"], "document")
     assert got.shape == (1, 3, 16)
     assert np.abs(got - expected).max() <= 1e-4
+
+
+@pytest.mark.filterwarnings("ignore:.*found in sys.modules:RuntimeWarning")  # another test imported __main__
+def test_pyserinis_own_clis_run_onnx_exports(exports, tiny_family_dirs, tiny_corpus, tmp_path):
+    """``python -m pyserini_dense_ext.launch {encode,search.faiss} --encoder x.onnx`` (Pyserini's CLIs)."""
+    from pyserini_dense_ext.io.corpus import read_corpus
+    from pyserini_dense_ext.io.runs import read_run
+    from pyserini_dense_ext.launch import main as launch
+
+    docs = read_corpus(tiny_corpus)
+    torch_model = load_model(tiny_family_dirs["repbert"])
+    launch(["encode", "input", "--corpus", str(tiny_corpus), "--fields", "title", "text",
+            "output", "--embeddings", str(tmp_path / "index"), "--to-faiss",
+            "encoder", "--encoder", str(exports["repbert", "document"]), "--fields", "title", "text",
+            "--dimension", "32", "--batch-size", "4", "--device", "cpu"])
+    index = faiss.read_index(str(tmp_path / "index" / "index"))
+    # Pyserini strips fields and joins them as "title text" ("None text" for an empty title, its quirk).
+    texts = [f"{d.title or None} {d.text}" for d in docs]
+    assert np.abs(index.reconstruct_n(0, index.ntotal) - torch_model.encode(texts, "document")).max() <= 1e-4
+
+    topics = tmp_path / "topics.tsv"
+    topics.write_text("q1\tcancer risk gene\nq2\twing flow\n")
+    launch(["search.faiss", "--index", str(tmp_path / "index"), "--topics", str(topics),
+            "--encoder", str(exports["repbert", "query"]), "--output", str(tmp_path / "run.trec"), "--hits", "3"])
+    run = read_run(tmp_path / "run.trec")
+    _, rows = faiss.knn(torch_model.encode(["cancer risk gene", "wing flow"], "query"),
+                        index.reconstruct_n(0, index.ntotal), 3, metric=faiss.METRIC_INNER_PRODUCT)
+    docids = (tmp_path / "index" / "docid").read_text().split()
+    assert [d for d, _ in run["q1"]] == [docids[i] for i in rows[0]]
+    assert [d for d, _ in run["q2"]] == [docids[i] for i in rows[1]]

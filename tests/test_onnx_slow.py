@@ -86,12 +86,14 @@ def ndcg10(vectors: np.ndarray, setup) -> float:
     return evaluate(run, setup["qrels"], ["ndcg@10"])["ndcg@10"]
 
 
-def test_int8_keeps_effectiveness(setup):
+@pytest.mark.parametrize("batch_size", [1, 32])
+def test_int8_keeps_effectiveness(setup, batch_size):
+    """Activations are quantised per batch, so int8 vectors depend a little on the batch: check 1 and 32."""
     texts = list(setup["topics"].values())
-    fp32 = load_onnx(setup["paths"]["fp32"]).encode(texts, "query")
-    int8 = load_onnx(setup["paths"]["int8"]).encode(texts, "query")
+    fp32 = load_onnx(setup["paths"]["fp32"]).encode(texts, "query", batch_size=batch_size)
+    int8 = load_onnx(setup["paths"]["int8"]).encode(texts, "query", batch_size=batch_size)
     cosine = (fp32 * int8).sum(1) / np.linalg.norm(fp32, axis=1) / np.linalg.norm(int8, axis=1)
-    assert cosine.min() >= 0.98 and cosine.mean() >= 0.99
+    assert cosine.min() >= 0.99
     ndcg_fp32, ndcg_int8 = ndcg10(fp32, setup), ndcg10(int8, setup)
-    assert ndcg_fp32 == pytest.approx(0.6451, abs=5e-4)  # the recipe's published SciFact score
+    assert ndcg_fp32 == pytest.approx(0.6451, abs=5e-4)  # Pyserini's score for this recipe (pyserini.encode)
     assert abs(ndcg_int8 - ndcg_fp32) <= 0.005

@@ -160,6 +160,9 @@ class OnnxModel:
         self.io_binding = self.device_type == "cuda" if io_binding is None else io_binding
         log.info("ONNX %s encoder %s (%s, %s) on %s", self.meta.side, self.path, self.meta.family,
                  self.meta.precision, self.provider)
+        if self.meta.precision == "fp16" and self.device_type == "cpu":
+            log.warning("%s is an fp16 export, meant for the CUDA provider; on CPU it is slower than fp32 "
+                        "(use an fp32 or int8 export)", self.path)
 
     def _side_error(self, side: str) -> InputError:
         other = "document" if self.meta.side == "query" else "query"

@@ -67,9 +67,11 @@ def use_eager_attention(model: DenseModel) -> None:
 
 
 def sample_batch(model: DenseModel, side: Side) -> dict[str, np.ndarray]:
-    """Two padded example rows; ME-BERT documents get at least m tokens so its pooling traces the general case."""
-    features = model.features(list(SAMPLE_TEXTS), side)
-    return collate(features, range(len(SAMPLE_TEXTS)), model.tokenizer.pad_token_id)
+    """Two example rows of different lengths; the longer one has more than m tokens (ME-BERT documents), so the
+    pooling traces its general case, not the one for batches shorter than m."""
+    repeats = 1 + min_sequence_length(model, side) // 8
+    texts = [" ".join([SAMPLE_TEXTS[0]] * repeats), SAMPLE_TEXTS[1]]
+    return collate(model.features(texts, side), range(len(texts)), model.tokenizer.pad_token_id)
 
 
 def min_sequence_length(model: DenseModel, side: Side) -> int:
@@ -80,8 +82,8 @@ def min_sequence_length(model: DenseModel, side: Side) -> int:
 def trace(model: DenseModel, side: Side, path: Path, opset: int) -> None:
     batch = {k: torch.from_numpy(v) for k, v in sample_batch(model, side).items()}
     if batch["input_ids"].shape[1] < min_sequence_length(model, side):
-        raise ValueError(f"the sample texts give {batch['input_ids'].shape[1]} tokens, fewer than the "
-                         f"{min_sequence_length(model, side)} vectors per document; raise the max length")
+        raise ValueError(f"doc_max_length {model.config.doc_max_length} is below num_vectors "
+                         f"{model.config.num_vectors}: ME-BERT needs at least m tokens per document")
     axes = {name: {0: "batch", 1: "sequence"} for name in INPUT_NAMES}
     axes[OUTPUT_NAME] = {0: "batch"}
     with warnings.catch_warnings(), torch.no_grad():
