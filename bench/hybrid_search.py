@@ -159,7 +159,8 @@ def main() -> None:
     result = {
         "machine": f"{platform.machine()}, {os.cpu_count()} cores", "queries": len(qids), "k0": args.k0, "k": args.k,
         "threads": args.threads, "alpha": args.alpha, "normalization": args.normalization,
-        "ours_qps": ours_qps, "pyserini_qps": theirs_qps, "ours_median_qps": ours_med, "pyserini_median_qps": theirs_med,
+        "ours_qps": ours_qps, "pyserini_qps": theirs_qps,
+        "ours_median_qps": ours_med, "pyserini_median_qps": theirs_med,
         "ratio_median_of_rounds": ratio, "ratio_of_best_rounds": max(ours_qps) / max(theirs_qps),
         "ours_seconds": parts,
         "pyserini_seconds": {"dense batch_search": t_dense, "sparse batch_search": t_sparse},
@@ -170,7 +171,8 @@ def main() -> None:
     }
     print(f"\nSciFact test, {len(qids)} queries, k0={args.k0}, k={args.k}, {args.threads} threads, "
           f"linear alpha={args.alpha}{' centred' if args.normalization else ''}")
-    print(f"  ours     {ours_med:8.1f} q/s median, {max(ours_qps):.1f} best   (encode {parts.get('encode', 0):.2f}s, faiss {parts.get('dense', 0):.2f}s, "
+    print(f"  ours     {ours_med:8.1f} q/s median, {max(ours_qps):.1f} best   (encode {parts.get('encode', 0):.2f}s, "
+          f"faiss {parts.get('dense', 0):.2f}s, "
           f"bm25 {parts.get('sparse', 0):.2f}s, fuse {parts.get('fuse', 0):.2f}s)")
     print(f"  Pyserini {theirs_med:8.1f} q/s median, {max(theirs_qps):.1f} best   (alone: dense batch_search "
           f"{t_dense:.2f}s, sparse batch_search {t_sparse:.2f}s)")

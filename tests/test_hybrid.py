@@ -2,9 +2,11 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import subprocess
 import sys
+from fractions import Fraction
 
 import numpy as np
 import pytest
@@ -112,7 +114,8 @@ def java_score_ties_adjuster(scores):
     s = [np.float32(x) for x in scores]
     dup = 0
     for i in range(len(s)):
-        s[i] = np.float32(np.floor(np.float64(s[i]) * 10000.0 + 0.5) / 10000.0)
+        y = np.float64(s[i]) * 10000.0  # Math.round(double): floor(y + 1/2), exactly
+        s[i] = np.float32(math.floor(Fraction(y) + Fraction(1, 2)) / 10000.0)
         if i == 0 or np.float32(s[i - 1] - s[i]) > np.float32(1e-4):
             dup = 0
         else:
@@ -150,7 +153,8 @@ def test_linear_equals_pyserini_hybrid_searcher(indexes, normalization, weight_o
     from pyserini_dense_ext.search.hybrid import HybridSearcher
 
     sparse = lucene_searcher(indexes["lucene"])
-    theirs_dense = FaissSearcher(str(indexes["dense"]["repbert", "flat"]), load_query_encoder(indexes["models"]["repbert"]))
+    theirs_dense = FaissSearcher(str(indexes["dense"]["repbert", "flat"]),
+                                 load_query_encoder(indexes["models"]["repbert"]))
     qids = [f"q{i}" for i in range(len(QUERIES) - 1)]  # Pyserini divides by zero on the no-BM25-hit query
     kwargs = dict(k0=30, k=1000, alpha=0.7, normalization=normalization, weight_on_dense=weight_on_dense)
     theirs = PyseriniHybrid(theirs_dense, sparse).batch_search(QUERIES[:-1], qids, threads=2, **kwargs)
@@ -211,7 +215,8 @@ def test_other_searchers_take_their_own_batch_search(indexes):
 
     other = MyLucene(str(indexes["lucene"]))
     other.set_bm25(0.9, 0.4)
-    faiss_dense = FaissSearcher(str(indexes["dense"]["repbert", "flat"]), load_query_encoder(indexes["models"]["repbert"]))
+    faiss_dense = FaissSearcher(str(indexes["dense"]["repbert", "flat"]),
+                                load_query_encoder(indexes["models"]["repbert"]))
     slow = HybridSearcher(faiss_dense, other)
     fast = HybridSearcher(dense_searcher(indexes), lucene_searcher(indexes["lucene"]))
     assert isinstance(slow._sparse, HitsSparse) and isinstance(fast._sparse, ArraySparse)
@@ -247,7 +252,8 @@ def cli(*args):
 
 
 def cli_groups(indexes, tmp_path, *extra):
-    return ["dense", "--index", str(indexes["dense"]["repbert", "flat"]), "--encoder", str(indexes["models"]["repbert"]),
+    return ["dense", "--index", str(indexes["dense"]["repbert", "flat"]),
+            "--encoder", str(indexes["models"]["repbert"]),
             "sparse", "--index", str(indexes["lucene"]), *extra]
 
 

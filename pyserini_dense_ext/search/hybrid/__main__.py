@@ -47,8 +47,8 @@ def parsers() -> dict[str, argparse.ArgumentParser]:
     sparse.add_argument("--k1", type=float, default=0.9, help="BM25 k1 (default 0.9)")
     sparse.add_argument("--b", type=float, default=0.4, help="BM25 b (default 0.4)")
     sparse.add_argument("--language", default="en", help="analyzer language (default en)")
-    fusion = argparse.ArgumentParser(prog="... fusion", description="How the two lists are fused.",
-                                     epilog="methods:\n" + "".join(f"  {n:<11}{m.summary}\n" for n, m in METHODS.items()),
+    methods = "methods:\n" + "".join(f"  {n:<11}{m.summary}\n" for n, m in METHODS.items())
+    fusion = argparse.ArgumentParser(prog="... fusion", description="How the two lists are fused.", epilog=methods,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     fusion.add_argument("--method", choices=sorted(METHODS), default="linear", help="fusion method (default linear)")
     add_method_options(fusion, with_method=False)

@@ -8,14 +8,14 @@ Lucene ``IndexSearcher`` over the same index, the top docs come back as one JSON
 query (Jackson, shipped in Anserini's jar) parsed by numpy, and Lucene doc numbers are mapped to
 collection ids once per document through the ``id`` doc values.
 
-What Anserini's ``SimpleSearcher._search`` does, and so what :func:`anserini_order` reproduces:
+What Anserini's ``SimpleSearcher._search`` does, and so what :meth:`ArraySparse.batch_hits` reproduces:
 
 1. Top k by score, ties by collection id (``BREAK_SCORE_TIES_BY_DOCID``), unless the index
    predates Lucene 9 (then Lucene's own order: ties by internal doc number). We ask Lucene for
    k + 1 hits by score alone and re-sort by (score, id): exact whenever the k-th score beats
    the (k+1)-th; a query with a tie across the cut-off is searched again with Anserini's sort.
-2. ``ScoreTiesAdjusterReranker``: scores rounded to 1e-4 in float32, and the i-th member of a
-   run of near-equal scores lowered by i * 1e-6.
+2. ``ScoreTiesAdjusterReranker`` (:func:`adjust_score_ties`): scores rounded to 1e-4, and the
+   i-th member of a run of near-equal scores lowered by i * 1e-6.
 
 Searchers with RM3 or Rocchio feedback, impact searchers and anything else go through their own
 ``batch_search`` (:class:`HitsSparse`), so the results never depend on which path ran.
@@ -42,8 +42,11 @@ def adjust_score_ties(scores: np.ndarray) -> np.ndarray:
     i depends only on positions before it) and is reached in a couple of rounds.
     """
     s = np.asarray(scores, dtype=_F32)
-    # Math.round(x) is floor(x + 0.5) (ties up); the float32 score times 1e4 is rounded once, to double.
-    rounded = (np.floor(s.astype(np.float64) * 10000.0 + 0.5) / 10000.0).astype(_F32)
+    # Math.round(y) is floor(y + 1/2) computed exactly (ties up); y - floor(y) is exact in double,
+    # where y + 0.5 could round up to the next integer.
+    y = s.astype(np.float64) * 10000.0
+    whole = np.floor(y)
+    rounded = ((whole + (y - whole >= 0.5)) / 10000.0).astype(_F32)
     n = len(rounded)
     if n == 0:
         return rounded
@@ -106,7 +109,8 @@ class HitsSparse:
         out = []
         for qid in qids:
             hits = results.get(qid, [])
-            out.append((np.array([h.docid for h in hits], dtype=str), np.array([h.score for h in hits], dtype=np.float64)))
+            out.append((np.array([h.docid for h in hits], dtype=str),
+                        np.array([h.score for h in hits], dtype=np.float64)))
         return out
 
 
