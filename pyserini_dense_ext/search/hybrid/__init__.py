@@ -39,8 +39,9 @@ def fusion_params(fusion: str, alpha: float | None = None, normalization: bool |
     if alpha is not None:
         params["alpha"] = alpha
     if normalization is not None:
-        params["normalization"] = {True: "centred", False: "none"}.get(normalization, normalization) \
-            if isinstance(normalization, bool) else normalization
+        if isinstance(normalization, bool):
+            normalization = "centred" if normalization else "none"
+        params["normalization"] = normalization
     if weight_on_dense:
         params["weight_on_dense"] = True
     if "normalization" in params and "normalization" not in takes and params["normalization"] == "none":
