@@ -71,7 +71,7 @@ def test_lucene_index_builder_is_complete_and_refuses_to_overwrite(indexes, tmp_
     assert searcher.num_docs == len(indexes["docs"])
     doc = indexes["docs"][5]
     assert json.loads(searcher.doc(doc.docid).raw()) == {"id": doc.docid, "contents": doc.contents}
-    with pytest.raises(InputError, match="already exists"):
+    with pytest.raises(FileExistsError, match="already exists"):
         build_lucene_index(indexes["docs"], indexes["lucene"], progress=False)
     assert not list(indexes["lucene"].parent.glob(".bm25.*"))  # no temp dir left behind
 
@@ -83,7 +83,7 @@ def test_lucene_index_cli(tiny_corpus, tmp_path):
     out = tmp_path / "bm25"
     assert main(["--corpus", str(tiny_corpus), "--index", str(out), "--threads", "1"]) == 0
     assert lucene_searcher(out).num_docs == 12
-    with pytest.raises(InputError, match="already exists"):
+    with pytest.raises(FileExistsError, match="already exists"):
         main(["--corpus", str(tiny_corpus), "--index", str(out)])
     assert main(["--corpus", str(tiny_corpus), "--index", str(out), "--overwrite"]) == 0
 

@@ -41,3 +41,34 @@ def test_bm25_reproduces_pyserini_beir_flat(scifact_bm25_index, test_split):
     scores = evaluate(run, qrels, ("ndcg@10", "recall@100"))
     assert scores["ndcg@10"] == pytest.approx(0.6789, abs=0.002)
     assert scores["recall@100"] == pytest.approx(0.9253, abs=0.002)
+
+
+def test_hybrid_tuned_on_train_beats_bm25_and_dense_on_test(scifact, scifact_minilm_index, scifact_bm25_index,
+                                                             minilm_dir, test_split):
+    """Issue 3's claim: alpha tuned on the 809 train queries; the tuned hybrid wins on the 300 test queries."""
+    from pyserini.search.lucene import LuceneSearcher
+
+    from pyserini_dense_ext.search.hybrid import HybridSearcher
+    from pyserini_dense_ext.tune import Variant, best_values, lists_from_indexes, sweep
+
+    bm25 = LuceneSearcher(str(scifact_bm25_index))
+    bm25.set_bm25(0.9, 0.4)
+    hybrid = HybridSearcher(DenseSearcher(scifact_minilm_index, minilm_dir, **MINILM), bm25)
+    train_qrels = read_qrels(scifact / "qrels" / "train.tsv")
+    train = read_topics(scifact / "queries.jsonl", set(train_qrels))
+    assert len(train) == 809
+    variants = [Variant("linear"), Variant("weighted", "z-score")]
+    grid = [0.0, 0.02, 0.05, 0.1, 0.3, 1.0, 3.0]
+    rows = sweep(lists_from_indexes(hybrid, train, 1000, 2, False), train_qrels, variants, grid, [], ("ndcg@10",),
+                 k=1000, progress=False)
+    best = best_values(rows, ("ndcg@10",))
+    topics, qrels = test_split
+    test_rows = sweep(lists_from_indexes(hybrid, topics, 1000, 2, False), qrels, variants,
+                      sorted({best[v.label]["ndcg@10"][0] for v in variants}), [], ("ndcg@10",), k=1000,
+                      progress=False)
+    alone = {r["method"]: r["ndcg@10"] for r in test_rows if r["value"] is None}
+    assert alone["sparse"] == pytest.approx(0.6789, abs=0.002) and alone["dense"] == pytest.approx(0.6451, abs=0.005)
+    for v in variants:
+        tuned = best[v.label]["ndcg@10"][0]
+        score = next(r["ndcg@10"] for r in test_rows if r["method"] == v.label and r["value"] == tuned)
+        assert score > max(alone.values()), (v.label, tuned, score)

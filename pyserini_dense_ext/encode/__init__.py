@@ -18,6 +18,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from ..index import IndexMeta, build_faiss_index, write_index_dir
+from ..io.atomic import fsync_dir
 from ..io.corpus import Doc
 
 STATE_FILE = "state.json"
@@ -50,11 +51,7 @@ def _write_atomic(path: Path, data: bytes) -> None:
         f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, path)
-    directory = os.open(path.parent, os.O_RDONLY)  # the rename itself survives a power cut
-    try:
-        os.fsync(directory)
-    finally:
-        os.close(directory)
+    fsync_dir(path.parent)  # the rename itself survives a power cut
 
 
 def chunk_paths(docs: Sequence[Doc], work: Path, encoder_id: dict[str, Any], chunk_size: int) -> list[Path]:

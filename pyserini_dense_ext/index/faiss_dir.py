@@ -9,9 +9,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
-import shutil
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
@@ -19,6 +16,7 @@ from typing import Any, Sequence
 import faiss
 import numpy as np
 
+from ..io.atomic import atomic_dir
 from ..io.errors import InputError
 
 INDEX_FILE, DOCID_FILE, META_FILE = "index", "docid", "dense_ext_index.json"
@@ -99,37 +97,12 @@ def write_index_dir(out_dir: str | Path, index: faiss.Index, row_docids: Sequenc
     out = Path(out_dir)
     if index.ntotal != len(row_docids):
         raise ValueError(f"index has {index.ntotal} rows but {len(row_docids)} docids were given")
-    if out.exists() and not overwrite:
-        raise FileExistsError(f"{out} already exists; pass --overwrite to replace it")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
-    try:
-        tmp.chmod(0o777 & ~_umask())  # mkdtemp makes 0700; an index dir is shared like any other
+    with atomic_dir(out, overwrite) as tmp:
         faiss.write_index(index, str(tmp / INDEX_FILE))
         with open(tmp / DOCID_FILE, "w", encoding="utf-8") as f:
             f.writelines(d + "\n" for d in row_docids)
         meta.save(tmp)
-        for name in (INDEX_FILE, DOCID_FILE, META_FILE):
-            with open(tmp / name, "rb") as f:
-                os.fsync(f.fileno())
-        if out.exists():
-            old = out.with_name(f".{out.name}.old")
-            shutil.rmtree(old, ignore_errors=True)
-            os.replace(out, old)
-            os.replace(tmp, out)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return out
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
 
 
 def read_docids(path: Path) -> list[str]:

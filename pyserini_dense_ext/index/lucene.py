@@ -9,15 +9,13 @@ half-written index and an interrupted build leaves the old one intact.
 from __future__ import annotations
 
 import json
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Sequence
 
 from tqdm.auto import tqdm
 
+from ..io.atomic import atomic_dir
 from ..io.corpus import Doc
-from ..io.errors import InputError
 
 
 def build_lucene_index(docs: Sequence[Doc], out_dir: str | Path, threads: int = 2, store_raw: bool = True,
@@ -26,17 +24,14 @@ def build_lucene_index(docs: Sequence[Doc], out_dir: str | Path, threads: int = 
 
     ``store_raw`` keeps each document's JSON so ``LuceneSearcher.doc(docid).raw()`` works.
     """
-    import pyserini_dense_ext  # noqa: F401  (Java settings before the JVM starts)
     from pyserini.index.lucene import LuceneIndexer
+
+    import pyserini_dense_ext  # noqa: F401  (Java settings before the JVM starts)
 
     out_dir = Path(out_dir)
     if not docs:
         raise ValueError("no documents to index")
-    if out_dir.exists() and not overwrite:
-        raise InputError(out_dir, "already exists; pass overwrite=True (--overwrite) to replace it")
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".tmp", dir=out_dir.parent))
-    try:
+    with atomic_dir(out_dir, overwrite) as tmp:
         args = ["-index", str(tmp)] + (["-storeRaw"] if store_raw else [])
         indexer = LuceneIndexer(str(tmp), args=args, threads=threads)
         with tqdm(total=len(docs), desc="lucene index", unit="doc", disable=not progress) as bar:
@@ -45,12 +40,6 @@ def build_lucene_index(docs: Sequence[Doc], out_dir: str | Path, threads: int = 
                 indexer.add_batch_raw([json.dumps({"id": d.docid, "contents": d.contents}) for d in chunk])
                 bar.update(len(chunk))
         indexer.close()
-        if out_dir.exists():
-            shutil.rmtree(out_dir)
-        tmp.rename(out_dir)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return out_dir
 
 

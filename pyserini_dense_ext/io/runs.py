@@ -6,12 +6,10 @@ file renamed into place, so an interrupted search never leaves a truncated run b
 from __future__ import annotations
 
 import math
-import os
-import tempfile
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterable, Iterator, Sequence, TextIO
+from typing import Iterable, Iterator, Sequence
 
+from .atomic import atomic_write
 from .errors import InputError
 from .lines import iter_lines
 
@@ -53,23 +51,6 @@ def read_run(path: str | Path) -> Run:
     if not run:
         raise InputError(path, "run holds no hits")
     return {q: sorted(h.items(), key=lambda x: (-x[1], x[0])) for q, h in run.items()}
-
-
-@contextmanager
-def atomic_write(path: str | Path, mode: str = "w") -> Iterator[TextIO]:
-    """Open a temporary file beside ``path``; rename it over ``path`` only on success."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, mode, encoding=None if "b" in mode else "utf-8") as f:
-            yield f
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def format_lines(qid: str, hits: Iterable[tuple[str, float]], tag: str, fmt: str = "trec") -> Iterator[str]:
