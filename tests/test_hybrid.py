@@ -65,7 +65,6 @@ def pyserini_hits(searcher, queries, k):
 # ---------------------------------------------------------------- BM25 as arrays
 def test_lucene_index_builder_is_complete_and_refuses_to_overwrite(indexes, tmp_path):
     from pyserini_dense_ext.index.lucene import build_lucene_index
-    from pyserini_dense_ext.io.errors import InputError
 
     searcher = lucene_searcher(indexes["lucene"])
     assert searcher.num_docs == len(indexes["docs"])
@@ -78,7 +77,6 @@ def test_lucene_index_builder_is_complete_and_refuses_to_overwrite(indexes, tmp_
 
 def test_lucene_index_cli(tiny_corpus, tmp_path):
     from pyserini_dense_ext.index.lucene import main
-    from pyserini_dense_ext.io.errors import InputError
 
     out = tmp_path / "bm25"
     assert main(["--corpus", str(tiny_corpus), "--index", str(out), "--threads", "1"]) == 0
@@ -277,7 +275,6 @@ def test_cli_writes_the_run_batch_search_gives(indexes, tmp_path):
 
 
 def test_cli_bad_input(indexes, tmp_path):
-    from pyserini_dense_ext.io.errors import InputError
     from pyserini_dense_ext.search.hybrid.__main__ import main
 
     topics = tmp_path / "topics.tsv"
