@@ -195,7 +195,7 @@ def best_values(rows: Sequence[dict[str, Any]], metrics: Sequence[str]) -> dict[
 
 
 def write_csv(path: str | Path, rows: Sequence[dict[str, Any]], metrics: Sequence[str]) -> None:
-    from .io.runs import atomic_write
+    from .io.atomic import atomic_write
 
     with atomic_write(path) as f:
         writer = csv.writer(f)
@@ -213,7 +213,7 @@ def plot(path: str | Path, rows: Sequence[dict[str, Any]], metrics: Sequence[str
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from .io.runs import atomic_write
+    from .io.atomic import atomic_write
 
     methods = list(dict.fromkeys(r["method"] for r in rows))
     sweeps = {m: METHODS[m.split(":")[0]].sweep if m.split(":")[0] in METHODS else None for m in methods}

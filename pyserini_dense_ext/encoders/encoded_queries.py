@@ -14,7 +14,7 @@ from typing import Sequence
 import numpy as np
 
 from ..io.errors import InputError
-from ..io.runs import atomic_write
+from ..io.atomic import atomic_write
 
 VECTORS_FILE, TEXTS_FILE, PICKLE_FILE = "embedding.npy", "text.json", "embedding.pkl"
 
