@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 import pyserini_dense_ext  # noqa: F401
+from pyserini_dense_ext.io.errors import InputError
 from pyserini_dense_ext.fusion import fuse_rankings
 from pyserini_dense_ext.io.corpus import Doc
 from pyserini_dense_ext.io.runs import read_run
