@@ -23,6 +23,7 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
+from ..cli import encoder_overrides
 from ..encoders.base import INPUT_NAMES, DenseModel, Side, check_side, collate
 from ..encoders.loading import FAMILIES, load_model
 from ..io.errors import InputError
@@ -220,9 +221,17 @@ def _versions() -> dict[str, str]:
             "onnxruntime": onnxruntime.__version__}
 
 
+EXAMPLE = """example (a plain Hugging Face dir, so the family and options are named once, here):
+  python -m pyserini_dense_ext.onnx.export --model all-MiniLM-L6-v2 --side query --output exports/minilm-q.onnx \\
+    --family repbert --pooling mean --l2-norm --doc-segment-id 0 --query-max-length 256 --precision int8
+  python -m pyserini_dense_ext.search --index IDX --encoder exports/minilm-q.onnx --topics T --output run.trec
+"""
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m pyserini_dense_ext.onnx.export",
+        prog="python -m pyserini_dense_ext.onnx.export", epilog=EXAMPLE,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Export the query or document side of a dense encoder (RepBERT, TCT-ColBERT, ME-BERT) to ONNX: "
                     "dynamic batch and sequence axes, the family's pooling and L2 norm inside the graph, attention "
                     "fused by onnxruntime's optimiser, optional fp16 (GPU) or int8 (CPU). The file records family, "
@@ -242,22 +251,21 @@ def build_parser() -> argparse.ArgumentParser:
     cfg = parser.add_argument_group("encoder config (only for a dir without dense_ext.json, or to override it)")
     cfg.add_argument("--family", choices=sorted(FAMILIES), help="model family")
     cfg.add_argument("--pooling", choices=["mean", "cls"], help="pooling (RepBERT)")
-    cfg.add_argument("--l2-norm", dest="l2_norm", action="store_true", default=None, help="L2-normalise vectors")
-    cfg.add_argument("--query-max-length", type=int, help="max query tokens")
-    cfg.add_argument("--doc-max-length", type=int, help="max document tokens")
+    cfg.add_argument("--l2-norm", action=argparse.BooleanOptionalAction, default=None, help="L2-normalise vectors")
+    cfg.add_argument("--query-max-length", type=int, metavar="N", help="max query tokens")
+    cfg.add_argument("--doc-max-length", type=int, metavar="N", help="max document tokens")
     cfg.add_argument("--query-segment-id", type=int, choices=[0, 1], help="token type id of queries")
     cfg.add_argument("--doc-segment-id", type=int, choices=[0, 1], help="token type id of documents")
+    cfg.add_argument("--num-vectors", type=int, metavar="M", help="ME-BERT vectors per document")
+    cfg.add_argument("--projection-dim", type=int, metavar="K", help="ME-BERT projection size")
     return parser
-
-
-CONFIG_FLAGS = ("pooling", "l2_norm", "query_max_length", "doc_max_length", "query_segment_id", "doc_segment_id")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     logging.getLogger("pyserini_dense_ext").setLevel(logging.INFO)
-    overrides = {k: getattr(args, k) for k in CONFIG_FLAGS}
+    overrides = encoder_overrides(args)
     try:
         meta = export_onnx(args.model, args.side, args.output, family=args.family, precision=args.precision,
                            optimize_graph=args.optimize, opset=args.opset, check=args.check,
