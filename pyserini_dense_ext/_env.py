@@ -6,8 +6,12 @@ Settings the user made (an exported ``JAVA_HOME``, ``HF_HUB_OFFLINE=0``, a real 
 """
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import os
+import sys
 from pathlib import Path
+from typing import Iterator
 
 _PLACEHOLDER_OPENAI_KEY = "unused-placeholder"  # pyserini.encode builds an OpenAI client on import
 _done = False
@@ -86,3 +90,35 @@ def bootstrap() -> None:
         _filter_jvm_options(runtime_modules(home))
     except ImportError:  # pyjnius absent: nothing JVM-related can run anyway
         pass
+
+
+class _Sigaction(ctypes.Structure):
+    """glibc's ``struct sigaction`` on Linux (x86-64 and aarch64): handler, 1024-bit mask, flags, restorer."""
+
+    _fields_ = [("handler", ctypes.c_void_p), ("mask", ctypes.c_ulong * 16), ("flags", ctypes.c_int),
+                ("restorer", ctypes.c_void_p)]
+
+
+@contextlib.contextmanager
+def keep_signal_handlers() -> Iterator[None]:
+    """Restore the process's C-level signal handlers after the block.
+
+    The JVM that Pyserini runs in-process handles SIGSEGV itself (implicit null checks,
+    safepoints). Ray's core installs its own fatal-signal handlers on ``ray.init``, after which
+    the next such JVM signal kills the process. Wrap ``ray.init``/``ray.shutdown`` in this.
+    A no-op where ``sigaction`` cannot be called (not Linux).
+    """
+    if not sys.platform.startswith("linux"):
+        yield
+        return
+    libc = ctypes.CDLL(None, use_errno=True)
+    saved = {}
+    for signum in range(1, 32):
+        old = _Sigaction()
+        if libc.sigaction(signum, None, ctypes.byref(old)) == 0:
+            saved[signum] = old
+    try:
+        yield
+    finally:
+        for signum, old in saved.items():
+            libc.sigaction(signum, ctypes.byref(old), None)

@@ -329,10 +329,14 @@ def test_help(capsys, main, argv, wanted):
 
 @pytest.fixture(scope="module")
 def ray_cluster():
+    from pyserini_dense_ext._env import keep_signal_handlers
+
     ray = pytest.importorskip("ray", reason="Ray is not installed (extra 'ray')")
-    ray.init(num_cpus=2, include_dashboard=False, logging_level="WARNING")
+    with keep_signal_handlers():  # later tests run Pyserini's JVM in this process
+        ray.init(num_cpus=2, include_dashboard=False, logging_level="WARNING")
     yield ray
-    ray.shutdown()
+    with keep_signal_handlers():
+        ray.shutdown()
 
 
 def test_ray_encoding_equals_single_process_and_resumes_its_chunks(ray_cluster, models, corpus, unsharded, tmp_path):
@@ -497,3 +501,40 @@ def test_pickled_chunk_and_pickled_model_weights_run_no_code(tiny_bert, models, 
     with pytest.raises(InputError, match="pickled checkpoint .* not loaded"):
         load_model(bad, family="repbert")
     assert not marker.exists()
+
+
+JVM_AFTER_RAY = """
+import sys
+import pyserini_dense_ext
+from pyserini.search.lucene import LuceneSearcher
+import ray
+from pyserini_dense_ext._env import keep_signal_handlers
+searcher = LuceneSearcher(sys.argv[1])
+words = open(sys.argv[2]).read().split()
+queries = [" ".join(words[i:i + 8]) for i in range(0, 8 * 500, 8)]  # enough work for the JIT to compile
+searcher.batch_search(queries, [str(i) for i in range(len(queries))], k=100, threads=2)
+with keep_signal_handlers():
+    ray.init(num_cpus=1, include_dashboard=False, logging_level="ERROR")
+with keep_signal_handlers():
+    ray.shutdown()
+for _ in range(5):
+    searcher.batch_search(queries, [str(i) for i in range(len(queries))], k=100, threads=2)
+    LuceneSearcher(sys.argv[1]).search(queries[0])
+print("searched after ray")
+"""
+
+
+def test_pyserini_jvm_survives_ray_in_the_same_process(corpus, tmp_path):
+    """Ray replaces the fatal-signal handlers the JVM relies on; ``--ray`` must restore them."""
+    pytest.importorskip("ray", reason="Ray is not installed (extra 'ray')")
+    from pyserini_dense_ext.index.lucene import build_lucene_index
+
+    index = build_lucene_index(read_corpus(corpus), tmp_path / "bm25", progress=False)
+    script = tmp_path / "jvm_after_ray.py"
+    script.write_text(JVM_AFTER_RAY)
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    words = tmp_path / "words.txt"
+    words.write_text(" ".join(d.contents for d in read_corpus(corpus)) * 3)
+    result = subprocess.run([sys.executable, str(script), str(index), str(words)], capture_output=True, text=True, env=env,
+                            timeout=300)
+    assert result.returncode == 0 and "searched after ray" in result.stdout, result.stderr[-2000:]

@@ -20,6 +20,7 @@ from typing import Any, Sequence
 import numpy as np
 from tqdm.auto import tqdm
 
+from .._env import keep_signal_handlers
 from ..io.corpus import Doc
 
 LOCAL = "local"  # --ray with no address: start a Ray instance on this machine (or join $RAY_ADDRESS)
@@ -104,13 +105,15 @@ def encode_chunks_ray(docs: Sequence[Doc], options: RayOptions, work: Path, enco
     if todo:
         started_here = not ray.is_initialized()
         if started_here:
-            ray.init(address=None if options.address == LOCAL else options.address, include_dashboard=False,
-                     logging_level="WARNING")
+            with keep_signal_handlers():  # Pyserini's JVM in this process needs its own SIGSEGV handler
+                ray.init(address=None if options.address == LOCAL else options.address, include_dashboard=False,
+                         logging_level="WARNING")
         try:
             _run_actors(ray, docs, options, names, todo, chunk_size, batch_size, progress)
         finally:
             if started_here:
-                ray.shutdown()
+                with keep_signal_handlers():
+                    ray.shutdown()
     return load_chunks(names, len(docs), chunk_size)
 
 
