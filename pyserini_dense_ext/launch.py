@@ -59,12 +59,22 @@ def prepare_argv(module: str, args: list[str]) -> list[str]:
     key = our_class_for(encoder)
     if key is None:
         return args
-    config = EncoderConfig.load(encoder) if key == "dense_ext" else None
-    if module == "encode" and config is not None and config.family == "mebert" and config.num_vectors > 1:
-        raise ValueError(f"{encoder}: ME-BERT with {config.num_vectors} vectors per document needs m rows per "
-                         "document, which pyserini.encode's writer cannot store; use python -m "
-                         "pyserini_dense_ext.encode")
+    if module == "encode":
+        rows = _rows_per_document(encoder, key)
+        if rows > 1:
+            raise ValueError(f"{encoder}: ME-BERT with {rows} vectors per document needs {rows} rows per document, "
+                             "which pyserini.encode's writer cannot store; use python -m pyserini_dense_ext.encode")
     return args + ["--encoder-class", key]
+
+
+def _rows_per_document(encoder: str, key: str) -> int:
+    if key == "dense_ext.onnx":
+        from .onnx import load_onnx
+
+        model = load_onnx(encoder)
+        return model.vectors_per_text("document") if model.side == "document" else 1
+    config = EncoderConfig.load(encoder)
+    return config.num_vectors if config is not None and config.family == "mebert" else 1
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -42,8 +42,20 @@ def test_our_dirs_get_our_class_whatever_the_path_says(tiny_family_dirs, tmp_pat
     plain = tmp_path / "plain"
     plain.mkdir()
     assert prepare_argv("search.faiss", ["--encoder", str(plain)]) == ["--encoder", str(plain)]
-    with pytest.raises(ValueError, match="m rows per document"):
+    with pytest.raises(ValueError, match="3 rows per document"):
         prepare_argv("encode", ["--encoder", str(tiny_family_dirs["mebert"])])
+
+
+def test_mebert_onnx_document_export_is_refused_by_pyserini_encode(tiny_family_dirs, tmp_path):
+    from pyserini_dense_ext.onnx import export_onnx
+
+    doc = tmp_path / "mebert-d.onnx"
+    export_onnx(tiny_family_dirs["mebert"], "document", doc, optimize_graph=False, check=False)
+    with pytest.raises(ValueError, match="3 rows per document"):
+        prepare_argv("encode", ["--encoder", str(doc)])
+    query = tmp_path / "mebert-q.onnx"
+    export_onnx(tiny_family_dirs["mebert"], "query", query, optimize_graph=False, check=False)
+    assert prepare_argv("search.faiss", ["--encoder", str(query)])[-1] == "dense_ext.onnx"
 
 
 def test_pyserini_search_faiss_runs_our_encoder(tiny_family_dirs, tiny_corpus, tmp_path):

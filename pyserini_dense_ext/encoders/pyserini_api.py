@@ -164,7 +164,7 @@ def _load_encoder(side: str, path: str | Path, family: str | None, device: str, 
     onnx_backend = _onnx_module(path)
     if onnx_backend is not None:
         cls = onnx_backend.OnnxQueryEncoder if side == "query" else onnx_backend.OnnxDocumentEncoder
-        return cls(str(path), device=device, batch_size=batch_size)
+        return cls(str(path), device=device, batch_size=batch_size, **overrides)
     classes = QUERY_CLASSES if side == "query" else DOCUMENT_CLASSES
     if family not in classes:
         raise ValueError(f"unknown encoder family {family!r}; choose from {sorted(c for c in classes if c)}")
