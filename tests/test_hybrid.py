@@ -309,3 +309,31 @@ def test_cli_help(capsys):
         main(["fusion", "--help"])
     assert exit_info.value.code == 0
     assert "--rrf-k" in capsys.readouterr().out
+
+
+def test_tune_from_indexes_scores_what_the_hybrid_searcher_returns(indexes, tmp_path):
+    """``tune dense ... sparse ... tune ...`` searches the indexes once and evaluates each alpha's fusion."""
+    import csv
+
+    from pyserini_dense_ext.eval.metrics import evaluate
+    from pyserini_dense_ext.search.hybrid import HybridSearcher
+    from pyserini_dense_ext.tune import main as tune_main
+
+    qids = [f"q{i}" for i in range(len(QUERIES))]
+    topics = tmp_path / "topics.tsv"
+    topics.write_text("".join(f"{q}\t{text}\n" for q, text in zip(qids, QUERIES)))
+    docs = indexes["docs"]
+    qrels = {q: {docs[(7 * i) % len(docs)].docid: 1, docs[(7 * i + 3) % len(docs)].docid: 2}
+             for i, q in enumerate(qids)}
+    qrels_path = tmp_path / "qrels.txt"
+    qrels_path.write_text("".join(f"{q} 0 {d} {g}\n" for q, js in qrels.items() for d, g in js.items()))
+    csv_path = tmp_path / "sweep.csv"
+    assert tune_main(cli_groups(indexes, tmp_path, "tune", "--topics", str(topics), "--qrels", str(qrels_path),
+                                "--methods", "linear", "--alphas", "0.1,1", "--hits", "20", "--k", "20",
+                                "--metrics", "ndcg@10", "--csv", str(csv_path), "--no-plot", "--quiet")) == 0
+    rows = {(r["method"], r["value"]): float(r["ndcg@10"]) for r in csv.DictReader(csv_path.open())}
+    hybrid = HybridSearcher(dense_searcher(indexes), lucene_searcher(indexes["lucene"]))
+    for alpha in (0.1, 1.0):
+        fused = hybrid.batch_search(QUERIES, qids, k0=20, k=20, alpha=alpha)
+        run = {q: [(h.docid, h.score) for h in hits] for q, hits in fused.items()}
+        assert rows["linear", str(alpha)] == pytest.approx(evaluate(run, qrels, ("ndcg@10",))["ndcg@10"], abs=1e-6)
