@@ -58,6 +58,26 @@ def split_groups(argv: Sequence[str], groups: Sequence[str]) -> dict[str, list[s
     return parts
 
 
+def parse_groups(parsers: dict[str, argparse.ArgumentParser], argv: Sequence[str], groups: Sequence[str],
+                 optional: Sequence[str] = (), help_if_empty: bool = False) -> dict[str, argparse.Namespace]:
+    """Parse ``group --opts group --opts ...``: each group's own ``--help`` works alone; the others are required.
+
+    ``parsers[""]`` is the top-level parser (its ``--help`` lists the groups; stray arguments are its error).
+    """
+    parts = split_groups(argv, groups)
+    if parts[""] or (help_if_empty and not argv):
+        parsers[""].parse_args(parts[""] or ["--help"])  # --help, or an error naming the stray arguments
+    for group in groups:
+        if {"-h", "--help"} & set(parts.get(group, ())):
+            parsers[group].parse_args(parts[group])  # the group's help, even before the other groups are given
+    for group in optional:
+        parts.setdefault(group, [])
+    missing = [g for g in groups if g not in parts]
+    if missing:
+        parsers[""].error(f"missing argument group(s): {', '.join(missing)}")
+    return {g: parsers[g].parse_args(parts[g]) for g in groups}
+
+
 def run_cli(main: Callable[[list[str] | None], int], argv: list[str] | None = None) -> None:
     """Exit with ``main``'s code; bad input prints one clear line (file, line, field) and exits 2."""
     try:

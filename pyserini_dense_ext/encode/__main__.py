@@ -10,7 +10,7 @@ import sys
 
 import pyserini_dense_ext  # noqa: F401  (Java/offline set-up before Pyserini loads)
 
-from ..cli import add_encoder_options, encoder_overrides, run_cli, split_groups
+from ..cli import add_encoder_options, encoder_overrides, parse_groups, run_cli
 from ..index import INDEX_TYPES
 from ..io.corpus import EMPTY_POLICIES
 from .distributed import add_ray_options, ray_options
@@ -55,18 +55,7 @@ def parsers() -> dict[str, argparse.ArgumentParser]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
-    p = parsers()
-    parts = split_groups(argv, GROUPS)
-    if parts[""]:
-        p[""].parse_args(parts[""])  # --help, or an error naming the stray arguments
-    for g in GROUPS:
-        if {"-h", "--help"} & set(parts.get(g, ())):
-            p[g].parse_args(parts[g])  # the group's help, even before the other groups are given
-    missing = [g for g in GROUPS if g not in parts]
-    if missing:
-        p[""].error(f"missing argument group(s): {', '.join(missing)}")
-    args = {g: p[g].parse_args(parts[g]) for g in GROUPS}
+    args = parse_groups(parsers(), sys.argv[1:] if argv is None else argv, GROUPS)
     return run(args["input"], args["encoder"], args["output"])
 
 

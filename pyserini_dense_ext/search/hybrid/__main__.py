@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pyserini_dense_ext  # noqa: F401  (Java/offline set-up before Pyserini loads)
 
-from ...cli import add_encoder_options, encoder_overrides, run_cli, split_groups
+from ...cli import add_encoder_options, encoder_overrides, parse_groups, run_cli
 from ...fuse import add_method_options, method_params
 from ...fusion import METHODS
 from ...io.runs import FORMATS
@@ -73,19 +73,8 @@ def parsers() -> dict[str, argparse.ArgumentParser]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
-    p = parsers()
-    parts = split_groups(argv, GROUPS)
-    if parts[""] or not argv:
-        p[""].parse_args(parts[""] or ["--help"])  # --help, or an error naming the stray arguments
-    for group, args in parts.items():
-        if group and ("-h" in args or "--help" in args):
-            p[group].parse_args(args)  # a group's own help, without the other groups
-    parts.setdefault("fusion", [])
-    missing = [g for g in GROUPS if g not in parts]
-    if missing:
-        p[""].error(f"missing argument group(s): {', '.join(missing)}")
-    args = {g: p[g].parse_args(parts[g]) for g in GROUPS}
+    args = parse_groups(parsers(), sys.argv[1:] if argv is None else argv, GROUPS, optional=("fusion",),
+                        help_if_empty=True)
     return hybrid_search(**args)
 
 
