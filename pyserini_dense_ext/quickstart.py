@@ -53,7 +53,7 @@ def main(argv: list[str] | None = None) -> int:
     from pyserini.search.lucene import LuceneSearcher
 
     from .encode import encode_corpus
-    from .encoders import load_document_encoder
+    from .encoders import DenseQueryEncoder, load_document_encoder
     from .eval.metrics import evaluate
     from .fusion import fuse
     from .index import read_index_dir
@@ -96,7 +96,8 @@ def main(argv: list[str] | None = None) -> int:
     lucene.set_bm25(*args.bm25)
     hits = lucene.batch_search(texts, qids, k=args.hits, threads=args.threads)
     runs = {"BM25": {q: [(h.docid, h.score) for h in hits[q]] for q in qids}}
-    dense = DenseSearcher(dense_dir, model_dir, family=family, device=args.device, **options)
+    # one model for both sides: the family code picks each side's format and pooling
+    dense = DenseSearcher(dense_dir, DenseQueryEncoder(model=encoder.model))
     runs["dense"] = dense.search_run(topics, k=args.hits, threads=args.threads)
 
     step(5, f"fusing BM25 and dense ({args.fusion})")
