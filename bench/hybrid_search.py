@@ -122,7 +122,7 @@ def main() -> None:
     t_sparse = time.perf_counter() - start
 
     # (1) BM25 arrays = LuceneSearcher.batch_search.
-    arrays = ArraySparse(lucene).batch_hits(texts, args.k0, args.threads)
+    arrays = ArraySparse(lucene).hits(texts, args.k0, args.threads)
     sparse_equal = sum(list(zip(ids.tolist(), sc.tolist())) == [(h.docid, h.score) for h in their_sparse_hits[q]]
                        for q, (ids, sc) in zip(qids, arrays))
 

@@ -1,4 +1,4 @@
-"""Shared command-line pieces: encoder options, Pyserini-style sub-command groups, clean errors."""
+"""Shared command-line pieces: encoder and fusion options, Pyserini-style argument groups, clean errors."""
 from __future__ import annotations
 
 import argparse
@@ -8,41 +8,53 @@ from typing import Any, Callable, Sequence
 from .io.errors import InputError
 
 
+def add_config_options(parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
+    """One flag per :class:`EncoderConfig` field that carries ``option`` metadata (help, choices, metavar).
+
+    Each flag defaults to None (unset), so a model dir's ``dense_ext.json`` or an index's recorded
+    config decides unless the flag is given.
+    """
+    import dataclasses
+    import typing
+
+    from .encoders.config import EncoderConfig
+    from .encoders.registry import FAMILIES
+
+    hints = typing.get_type_hints(EncoderConfig)
+    for f in dataclasses.fields(EncoderConfig):
+        if "cli" not in f.metadata:
+            continue
+        spec = dict(f.metadata["cli"])
+        flags = [f"--{f.name.replace('_', '-')}", *spec.pop("aliases", ())]
+        kind = hints[f.name]
+        if f.name == "family":
+            spec["choices"] = sorted(FAMILIES)
+        if kind is bool:
+            spec["action"] = argparse.BooleanOptionalAction
+        else:
+            spec["type"] = next(t for t in typing.get_args(kind) or (kind,) if t is not type(None))
+        parser.add_argument(*flags, dest=f.name, default=None, **spec)
+
+
 def add_encoder_options(parser: argparse.ArgumentParser, encoder_default: str | None = None) -> None:
-    """Options that override a model dir's ``dense_ext.json`` (or say how to use a plain HF dir).
+    """``--encoder``, the config flags (:func:`add_config_options`), ``--device`` and ``--batch-size``.
 
     With ``encoder_default`` (a description), ``--encoder`` is optional and None stands for it.
     """
-    from .encoders.config import FAMILY_DEFAULTS, POOLINGS
-
     parser.add_argument("--encoder", required=encoder_default is None, default=None, metavar="PATH",
                         help="local model dir (HF checkpoint, with or without dense_ext.json) or ONNX export"
                              + (f" (default: {encoder_default})" if encoder_default else ""))
-    parser.add_argument("--family", choices=sorted(FAMILY_DEFAULTS), default=None,
-                        help="encoder family; overrides the dir's dense_ext.json (required for plain HF dirs)")
-    parser.add_argument("--pooling", choices=POOLINGS, default=None, help="pooling (RepBERT: mean or cls)")
-    parser.add_argument("--l2-norm", action=argparse.BooleanOptionalAction, default=None,
-                        help="L2-normalise vectors (cosine similarity)")
-    parser.add_argument("--query-max-length", type=int, default=None, metavar="N", help="query token limit")
-    parser.add_argument("--doc-max-length", "--max-length", type=int, default=None, metavar="N",
-                        help="document token limit")
-    parser.add_argument("--query-segment-id", type=int, choices=(0, 1), default=None,
-                        help="RepBERT query segment id (paper: 0)")
-    parser.add_argument("--doc-segment-id", type=int, choices=(0, 1), default=None,
-                        help="RepBERT document segment id (paper: 1; 0 for checkpoints trained with one segment)")
-    parser.add_argument("--num-vectors", type=int, default=None, metavar="M", help="ME-BERT vectors per document")
-    parser.add_argument("--projection-dim", type=int, default=None, metavar="K",
-                        help="ME-BERT projection size (needs trained projection weights in the dir)")
+    add_config_options(parser)
     parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default: cpu)")
     parser.add_argument("--batch-size", type=int, default=32, metavar="N", help="texts per forward pass")
 
 
-OVERRIDE_FIELDS = ("pooling", "l2_norm", "query_max_length", "doc_max_length", "query_segment_id",
-                   "doc_segment_id", "num_vectors", "projection_dim")
-
-
 def encoder_overrides(args: argparse.Namespace) -> dict[str, Any]:
-    return {name: getattr(args, name) for name in OVERRIDE_FIELDS if getattr(args, name, None) is not None}
+    """The config flags that were given (all but ``--family``), as ``EncoderConfig`` field overrides."""
+    from .encoders.config import CONFIG_FIELDS
+
+    return {name: getattr(args, name) for name in CONFIG_FIELDS
+            if name != "family" and getattr(args, name, None) is not None}
 
 
 def split_groups(argv: Sequence[str], groups: Sequence[str]) -> dict[str, list[str]]:
@@ -59,23 +71,62 @@ def split_groups(argv: Sequence[str], groups: Sequence[str]) -> dict[str, list[s
 
 
 def parse_groups(parsers: dict[str, argparse.ArgumentParser], argv: Sequence[str], groups: Sequence[str],
-                 optional: Sequence[str] = (), help_if_empty: bool = False) -> dict[str, argparse.Namespace]:
+                 optional: Sequence[str] = (), omittable: Sequence[str] = (), leading: str | None = None,
+                 help_if_empty: bool = False) -> dict[str, argparse.Namespace | None]:
     """Parse ``group --opts group --opts ...``: each group's own ``--help`` works alone; the others are required.
 
-    ``parsers[""]`` is the top-level parser (its ``--help`` lists the groups; stray arguments are its error).
+    ``parsers[""]`` is the top-level parser (its ``--help`` lists the groups; stray arguments are its error,
+    unless ``leading`` names the group they belong to). An ``optional`` group left out gets its defaults,
+    an ``omittable`` one None.
     """
     parts = split_groups(argv, groups)
-    if parts[""] or (help_if_empty and not argv):
-        parsers[""].parse_args(parts[""] or ["--help"])  # --help, or an error naming the stray arguments
+    stray = parts[""] if leading is None else [a for a in parts[""] if a in ("-h", "--help")]
+    if stray or (help_if_empty and not argv):
+        parsers[""].parse_args(stray or ["--help"])  # --help, or an error naming the stray arguments
+    if parts[""] and leading is not None:
+        parts[leading] = parts[""] + parts.get(leading, [])
     for group in groups:
         if {"-h", "--help"} & set(parts.get(group, ())):
             parsers[group].parse_args(parts[group])  # the group's help, even before the other groups are given
     for group in optional:
         parts.setdefault(group, [])
-    missing = [g for g in groups if g not in parts]
+    missing = [g for g in groups if g not in parts and g not in omittable]
     if missing:
         parsers[""].error(f"missing argument group(s): {', '.join(missing)}")
-    return {g: parsers[g].parse_args(parts[g]) for g in groups}
+    return {g: parsers[g].parse_args(parts[g]) if g in parts else None for g in groups}
+
+
+def add_fusion_options(parser: argparse.ArgumentParser, with_method: bool = True) -> None:
+    """Method choice and its parameters (see ``pyserini_dense_ext.fusion.METHODS``)."""
+    from .fusion import METHODS, NORMALIZATIONS
+
+    if with_method:
+        parser.add_argument("--method", choices=sorted(METHODS), required=True, help="fusion method (see below)")
+    parser.add_argument("--alpha", type=float, default=None,
+                        help="linear: weight of the sparse (first) list, or of the dense one with --weight-on-dense "
+                             "(default 0.1); weighted: weight of the first list, others 1 (default 1.0)")
+    parser.add_argument("--weight-on-dense", action="store_true", default=None,
+                        help="linear: score = sparse + alpha*dense instead of alpha*sparse + dense")
+    parser.add_argument("--weights", type=float, nargs="+", default=None, metavar="W",
+                        help="weighted: one weight per run (instead of --alpha)")
+    parser.add_argument("--normalization", choices=NORMALIZATIONS, default=None,
+                        help="per-list score normalisation before fusing (linear/weighted default none, "
+                             "combsum/combmnz default min-max; centred = Pyserini's HybridSearcher)")
+    parser.add_argument("--rrf-k", type=float, default=None, help="rrf: the k in 1/(k + rank) (default 60)")
+
+
+def fusion_from_args(args: argparse.Namespace):
+    """The :class:`~pyserini_dense_ext.fusion.Fusion` the flags describe, checked here, once; a flag the method
+    does not take is an error naming the flag."""
+    from .fusion import UnknownParameters, resolve
+
+    given = {"alpha": args.alpha, "weight_on_dense": args.weight_on_dense, "weights": args.weights,
+             "normalization": args.normalization, "rrf_k": args.rrf_k}
+    try:
+        return resolve(args.method, **{k: v for k, v in given.items() if v is not None})
+    except UnknownParameters as e:
+        flags = ", ".join("--" + u.replace("_", "-") for u in e.unknown)
+        raise ValueError(f"method {args.method!r} does not take {flags}") from None
 
 
 def run_cli(main: Callable[[list[str] | None], int], argv: list[str] | None = None) -> None:
@@ -106,7 +157,7 @@ def _entry(module: str) -> Callable[[], None]:
 encode = _entry("pyserini_dense_ext.encode.__main__")
 search = _entry("pyserini_dense_ext.search.__main__")
 hybrid = _entry("pyserini_dense_ext.search.hybrid.__main__")
-fuse = _entry("pyserini_dense_ext.fuse")
+fuse = _entry("pyserini_dense_ext.fusion.__main__")
 tune = _entry("pyserini_dense_ext.tune")
 evaluate = _entry("pyserini_dense_ext.eval.__main__")
 merge = _entry("pyserini_dense_ext.index.merge")

@@ -13,24 +13,23 @@ import argparse
 import contextlib
 import runpy
 import sys
-from pathlib import Path
 from typing import Iterator
 
 import pyserini_dense_ext  # noqa: F401  (Java/offline set-up before Pyserini loads)
 
 from .cli import run_cli
-from .encoders import CONFIG_NAME, EncoderConfig, register
+from .encoders import FAMILIES, describe, find_backend, register
 
 MODULES = ("search.faiss", "encode", "search.hybrid")
 
 
 def our_class_for(encoder: str) -> str | None:
-    """The class-map key for one of our model dirs or ONNX exports, else None (leave it to Pyserini)."""
-    from .encoders.pyserini_api import _onnx_module
-
-    if _onnx_module(encoder) is not None:
-        return "dense_ext.onnx"
-    return "dense_ext" if (Path(encoder) / CONFIG_NAME).is_file() else None
+    """The class-map key for one of our model dirs or ONNX exports (the files say so), else None (a plain HF dir
+    or anything else: left to Pyserini)."""
+    backend = find_backend(encoder)
+    if backend is None or describe(encoder).config is None:
+        return None
+    return backend.pyserini_key
 
 
 @contextlib.contextmanager
@@ -60,21 +59,19 @@ def prepare_argv(module: str, args: list[str]) -> list[str]:
     if key is None:
         return args
     if module == "encode":
-        rows = _rows_per_document(encoder, key)
+        rows = _rows_per_document(encoder)
         if rows > 1:
             raise ValueError(f"{encoder}: ME-BERT with {rows} vectors per document needs {rows} rows per document, "
                              "which pyserini.encode's writer cannot store; use python -m pyserini_dense_ext.encode")
     return args + ["--encoder-class", key]
 
 
-def _rows_per_document(encoder: str, key: str) -> int:
-    if key == "dense_ext.onnx":
-        from .onnx import load_onnx
-
-        model = load_onnx(encoder)
-        return model.vectors_per_text("document") if model.side == "document" else 1
-    config = EncoderConfig.load(encoder)
-    return config.num_vectors if config is not None and config.family == "mebert" else 1
+def _rows_per_document(encoder: str) -> int:
+    """Index rows per document the encoder writes (from its files alone; 1 for a query-only export)."""
+    found = describe(encoder)
+    if found.config is None or "document" not in found.sides:
+        return 1
+    return FAMILIES[found.config.family].model.rows_per_text(found.config, "document")
 
 
 def main(argv: list[str] | None = None) -> int:

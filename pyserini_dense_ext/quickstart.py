@@ -52,7 +52,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from pyserini.search.lucene import LuceneSearcher
 
-    from .encode import encode_corpus
+    from .index.encode import encode_corpus
     from .encoders import DenseQueryEncoder, load_document_encoder
     from .eval.metrics import evaluate
     from .fusion import fuse

@@ -1,28 +1,26 @@
 """``python -m pyserini_dense_ext.tune``: sweep alpha (or RRF's k) on judged training queries.
 
-Each query's sparse and dense lists are pooled once (:func:`pyserini_dense_ext.fusion.pool`)
-and re-scored for every value, so a sweep costs a fusion and an evaluation per value, not a
-search. The lists come from run files (``tune --runs SPARSE DENSE``) or from the indexes,
-given as in the hybrid CLI (``dense ... sparse ... tune ...``). Prints the best value per
-method and metric, writes the sweep as CSV and a plot (metric vs alpha, one line per method;
-RRF against its k in a second column), and with ``--eval-qrels`` scores every method at its
-tuned value on held-out queries.
+The sweep itself is :mod:`pyserini_dense_ext.fusion.sweep`; this command gets the lists from
+run files (``tune --runs SPARSE DENSE``) or from the indexes, given as in the hybrid command
+(``dense ... sparse ... tune ...``), prints the best value per method and metric, writes the
+sweep as CSV and a plot (metric vs alpha, one line per method; RRF against its k in a second
+column), and with ``--eval-qrels`` scores every method at its tuned value on held-out queries.
 """
 from __future__ import annotations
 
 import argparse
 import csv
 import sys
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Sequence
 
 import numpy as np
 
 import pyserini_dense_ext  # noqa: F401  (Java/offline set-up before Pyserini loads)
 
-from .cli import run_cli, split_groups
+from .cli import parse_groups, run_cli
 from .fusion import METHODS, NORMALIZATIONS
+from .fusion.sweep import Best, Lists, Row, Variant, best_values, evaluate_tuned, lists_of_runs, sweep
 
 DEFAULT_ALPHAS = "0,0.01,0.02,0.03,0.05,0.075,0.1,0.15,0.2,0.3,0.4,0.5,0.6,0.8,1,1.25,1.5,2,3,5"
 DEFAULT_RRF_KS = "0,0.5,1,2,5,10,20,30,40,60,80,100,150,200"
@@ -44,40 +42,6 @@ EXAMPLE = """examples:
 method variants are METHOD[:NORMALIZATION], e.g. linear:centred; normalisations: """ + ", ".join(NORMALIZATIONS)
 
 
-@dataclass(frozen=True)
-class Variant:
-    """A fusion method with a fixed normalisation; ``sweep`` names the parameter varied (or None)."""
-
-    method: str
-    normalization: str | None = None
-
-    @property
-    def label(self) -> str:
-        return self.method + (f":{self.normalization}" if self.normalization else "")
-
-    @property
-    def sweep(self) -> str | None:
-        return METHODS[self.method].sweep
-
-    def params(self, value: float | None) -> dict[str, Any]:
-        params: dict[str, Any] = {} if self.normalization is None else {"normalization": self.normalization}
-        if self.sweep is not None and value is not None:
-            params[self.sweep] = value
-        return params
-
-
-def parse_variant(text: str) -> Variant:
-    method, _, norm = text.partition(":")
-    if method not in METHODS:
-        raise ValueError(f"unknown fusion method {method!r} in --methods; choose from {sorted(METHODS)}")
-    if norm:
-        if norm not in NORMALIZATIONS:
-            raise ValueError(f"unknown normalisation {norm!r} in --methods {text!r}; choose from {NORMALIZATIONS}")
-        if "normalization" not in METHODS[method].defaults:
-            raise ValueError(f"--methods {text!r}: {method} does not normalise scores")
-    return Variant(method, norm or None)
-
-
 def parse_grid(text: str, name: str) -> list[float]:
     """``"0,0.1,0.5"`` or ``"START:STOP:STEP"`` (STOP included) as a sorted list of floats."""
     try:
@@ -96,7 +60,7 @@ def parse_grid(text: str, name: str) -> list[float]:
 
 
 def build_parsers() -> dict[str, argparse.ArgumentParser]:
-    from .search.hybrid.__main__ import parsers as hybrid_parsers
+    from .search.hybrid.options import dense_group, sparse_group
 
     top = argparse.ArgumentParser(prog="python -m pyserini_dense_ext.tune",
                                   description="Tune the fusion weight alpha (and RRF's k) on judged queries: print "
@@ -130,71 +94,11 @@ def build_parsers() -> dict[str, argparse.ArgumentParser]:
     tune.add_argument("--plot", default=None, help="PNG to draw (default: the CSV path with .png)")
     tune.add_argument("--no-plot", action="store_true", help="skip the plot (no matplotlib needed)")
     tune.add_argument("--quiet", action="store_true", help="no progress bars")
-    parsers = hybrid_parsers()
-    return {"": top, "dense": parsers["dense"], "sparse": parsers["sparse"], "tune": tune}
+    return {"": top, "dense": dense_group(), "sparse": sparse_group(), "tune": tune}
 
 
-# ---------------------------------------------------------------- the sweep
-Lists = dict[str, tuple[Any, Any]]  # qid -> (sparse Hits, dense Hits)
 
-
-def lists_from_runs(sparse_path: str, dense_path: str, qids: set[str], depth: int) -> Lists:
-    from .fusion import as_hits
-    from .io.runs import read_run
-
-    sparse, dense = read_run(sparse_path), read_run(dense_path)
-    if not (sparse.keys() | dense.keys()) & qids:
-        raise ValueError(f"{sparse_path} and {dense_path} hold none of the {len(qids)} judged queries")
-    return {q: (as_hits(sparse.get(q, [])[:depth]), as_hits(dense.get(q, [])[:depth])) for q in sorted(qids)}
-
-
-def lists_from_indexes(hybrid: Any, topics: dict[str, str], depth: int, threads: int, progress: bool) -> Lists:
-    from tqdm.auto import tqdm
-
-    qids, texts = list(topics), list(topics.values())
-    out: Lists = {}
-    chunk = 512
-    with tqdm(total=len(qids), desc="searching sparse + dense", unit="query", disable=not progress) as bar:
-        for start in range(0, len(qids), chunk):
-            part = slice(start, start + chunk)
-            dense = hybrid.dense_hits(texts[part], depth, threads)
-            sparse = hybrid.sparse_hits(texts[part], depth, threads)
-            out.update({q: (s, d) for q, s, d in zip(qids[part], sparse, dense)})
-            bar.update(len(texts[part]))
-    return out
-
-
-def sweep(lists: Lists, qrels: Any, variants: Sequence[Variant], alphas: Sequence[float], rrf_ks: Sequence[float],
-          metrics: Sequence[str], k: int, progress: bool = True) -> list[dict[str, Any]]:
-    """One row per (variant, value), plus the two lists alone: ``{"method", "value", metric: mean, ...}``."""
-    from tqdm.auto import tqdm
-
-    from .eval.metrics import evaluate
-    from .fusion import pool, to_ranking, top_k
-
-    pools = {q: pool([s, d], q) for q, (s, d) in lists.items()}
-    rows = [{"method": name, "value": None, **evaluate({q: to_ranking(h[i]) for q, h in lists.items()}, qrels, metrics)}
-            for i, name in enumerate(("sparse", "dense"))]
-    grid = [(v, x) for v in variants for x in ({"alpha": alphas, "rrf_k": rrf_ks}.get(v.sweep or "", [None]))]
-    for variant, value in tqdm(grid, desc="sweep", unit="setting", disable=not progress):
-        fn, params = METHODS[variant.method].fn, variant.params(value)
-        run = {q: to_ranking(top_k(p.docids, fn(p, **params), k)) if len(p.docids) else [] for q, p in pools.items()}
-        rows.append({"method": variant.label, "value": value, **evaluate(run, qrels, metrics)})
-    return rows
-
-
-def best_values(rows: Sequence[dict[str, Any]], metrics: Sequence[str]) -> dict[str, dict[str, tuple[Any, float]]]:
-    """``{method: {metric: (best value, score)}}``; the first (smallest) value wins a tie."""
-    best: dict[str, dict[str, tuple[Any, float]]] = {}
-    for row in rows:
-        for m in metrics:
-            current = best.setdefault(row["method"], {}).get(m)
-            if current is None or row[m] > current[1]:
-                best[row["method"]][m] = (row["value"], row[m])
-    return best
-
-
-def write_csv(path: str | Path, rows: Sequence[dict[str, Any]], metrics: Sequence[str]) -> None:
+def write_csv(path: str | Path, rows: Sequence[Row], metrics: Sequence[str]) -> None:
     from .io.atomic import atomic_write
 
     with atomic_write(path) as f:
@@ -206,7 +110,7 @@ def write_csv(path: str | Path, rows: Sequence[dict[str, Any]], metrics: Sequenc
                              *(f"{row[m]:.6f}" for m in metrics)])
 
 
-def plot(path: str | Path, rows: Sequence[dict[str, Any]], metrics: Sequence[str]) -> None:
+def plot(path: str | Path, rows: Sequence[Row], metrics: Sequence[str]) -> None:
     """Metric vs alpha, one line per method (left); RRF vs its k (right); unswept methods as flat lines."""
     import matplotlib
 
@@ -246,7 +150,7 @@ def plot(path: str | Path, rows: Sequence[dict[str, Any]], metrics: Sequence[str
     plt.close(fig)
 
 
-def print_best(best: dict[str, dict[str, tuple[Any, float]]], metrics: Sequence[str]) -> None:
+def print_best(best: Best, metrics: Sequence[str]) -> None:
     print(f"{'method':<18}" + "".join(f"{'best ' + m:>24}" for m in metrics))
     for method, per_metric in best.items():
         cells = []
@@ -256,42 +160,21 @@ def print_best(best: dict[str, dict[str, tuple[Any, float]]], metrics: Sequence[
         print(f"{method:<18}" + "".join(f"{c:>24}" for c in cells))
 
 
-def evaluate_tuned(lists: Lists, qrels: Any, best: dict[str, dict[str, tuple[Any, float]]],
-                   variants: Sequence[Variant], metrics: Sequence[str], k: int) -> list[dict[str, Any]]:
-    """Each variant at the value that won the first metric, and the two lists alone, on held-out queries."""
-    from .eval.metrics import evaluate
-    from .fusion import fuse_hits, to_ranking
-
-    rows = [{"method": name, "value": None, **evaluate({q: to_ranking(h[i]) for q, h in lists.items()}, qrels, metrics)}
-            for i, name in enumerate(("sparse", "dense"))]
-    for v in variants:
-        value = best[v.label][metrics[0]][0]
-        run = {q: to_ranking(fuse_hits([s, d], v.method, k, qid=q, **v.params(value))) for q, (s, d) in lists.items()}
-        rows.append({"method": v.label, "value": value, **evaluate(run, qrels, metrics)})
-    return rows
-
-
-# ---------------------------------------------------------------- main
 def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
     p = build_parsers()
-    parts = split_groups(argv, GROUPS)
-    if parts[""] and ("-h" in parts[""] or "--help" in parts[""]) or not argv:
-        p[""].parse_args(parts[""] or ["--help"])
-    for group, args in parts.items():
-        if group and ("-h" in args or "--help" in args):
-            p[group].parse_args(args)
-    args = p["tune"].parse_args(parts[""] + parts.get("tune", []))
-    with_indexes = "dense" in parts or "sparse" in parts
+    groups = parse_groups(p, sys.argv[1:] if argv is None else argv, GROUPS, omittable=("dense", "sparse"),
+                          leading="tune", help_if_empty=True)
+    args, dense_args, sparse_args = groups["tune"], groups["dense"], groups["sparse"]
+    with_indexes = dense_args is not None or sparse_args is not None
     if with_indexes == (args.runs is not None):
         p[""].error("give either tune --runs SPARSE DENSE or both the dense and sparse groups")
-    if with_indexes and not ("dense" in parts and "sparse" in parts):
+    if with_indexes and (dense_args is None or sparse_args is None):
         p[""].error("with indexes, give both the dense and the sparse group")
     if with_indexes and not args.topics:
         p["tune"].error("with indexes, --topics is required")
     if args.eval_qrels and args.runs and not args.eval_runs:
         p["tune"].error("with --runs, --eval-qrels needs --eval-runs SPARSE DENSE")
-    variants = [parse_variant(v) for v in dict.fromkeys(args.methods)]
+    variants = [Variant.parse(v) for v in dict.fromkeys(args.methods)]
     alphas, rrf_ks = parse_grid(args.alphas, "--alphas"), parse_grid(args.rrf_ks, "--rrf-ks")
     from .eval.metrics import parse_metrics
 
@@ -312,20 +195,18 @@ def main(argv: list[str] | None = None) -> int:
     eval_qrels = read_qrels(args.eval_qrels) if args.eval_qrels else None
     progress = not args.quiet
     if with_indexes:
-        dense_args, sparse_args = (p[g].parse_args(parts[g]) for g in ("dense", "sparse"))
         from .io.topics import read_topics
-        from .search.hybrid.__main__ import build_hybrid
+        from .search.hybrid.options import hybrid_from_groups
 
-        hybrid = build_hybrid(dense_args, sparse_args)
-
-        lists = lists_from_indexes(hybrid, read_topics(args.topics, set(qrels)), args.hits, args.threads, progress)
-        eval_lists = (lists_from_indexes(hybrid, read_topics(args.topics, set(eval_qrels)), args.hits, args.threads,
-                                         progress) if eval_qrels else None)
+        hybrid = hybrid_from_groups(dense_args, sparse_args)
+        lists = hybrid.search_lists(read_topics(args.topics, set(qrels)), args.hits, args.threads, progress=progress)
+        eval_lists = (hybrid.search_lists(read_topics(args.topics, set(eval_qrels)), args.hits, args.threads,
+                                          progress=progress) if eval_qrels else None)
         if args.save_runs:
             _save_runs(Path(args.save_runs), {"tune": lists, "eval": eval_lists or {}})
     else:
-        lists = lists_from_runs(*args.runs, set(qrels), args.hits)
-        eval_lists = lists_from_runs(*args.eval_runs, set(eval_qrels), args.hits) if eval_qrels else None
+        lists = _lists_from_runs(*args.runs, set(qrels), args.hits)
+        eval_lists = _lists_from_runs(*args.eval_runs, set(eval_qrels), args.hits) if eval_qrels else None
 
     rows = sweep(lists, qrels, variants, alphas, rrf_ks, metrics, args.k, progress)
     write_csv(args.csv, rows, metrics)
@@ -346,6 +227,15 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{row['method']:<18}{value:>10}" + "".join(f"{row[m]:>14.4f}" for m in metrics))
         print(f"wrote {eval_csv}")
     return 0
+
+
+def _lists_from_runs(sparse_path: str, dense_path: str, qids: set[str], depth: int) -> Lists:
+    from .io.runs import read_run
+
+    sparse, dense = read_run(sparse_path), read_run(dense_path)
+    if not (sparse.keys() | dense.keys()) & qids:
+        raise ValueError(f"{sparse_path} and {dense_path} hold none of the {len(qids)} judged queries")
+    return lists_of_runs(sparse, dense, qids, depth)
 
 
 def _save_runs(out: Path, lists_by_split: dict[str, Lists]) -> None:

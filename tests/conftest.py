@@ -126,7 +126,7 @@ def cache_dir() -> Path:
 @pytest.fixture(scope="session")
 def scifact_minilm_index(scifact, minilm_dir) -> Path:
     """SciFact encoded with MiniLM into a flat index dir, built once and reused (a few minutes on 2 cores)."""
-    from pyserini_dense_ext.encode import encode_corpus
+    from pyserini_dense_ext.index.encode import encode_corpus
     from pyserini_dense_ext.encoders import load_model
     from pyserini_dense_ext.encoders.presets import MINILM
     from pyserini_dense_ext.index import read_index_dir

@@ -175,3 +175,60 @@ def test_family_defaults_follow_the_papers():
     assert (rep.query_max_length, rep.doc_max_length, rep.query_segment_id, rep.doc_segment_id) == (20, 256, 0, 1)
     assert EncoderConfig.for_family("tct_colbert").query_max_length == 36
     assert EncoderConfig.for_family("mebert").num_vectors == 3
+
+
+def test_one_registry_feeds_config_validation_pyserini_classes_and_every_cli():
+    """Each family module's FAMILY record is the only place a family is declared."""
+    import argparse
+    import dataclasses
+
+    from pyserini_dense_ext import encoders
+    from pyserini_dense_ext.cli import add_encoder_options, encoder_overrides
+    from pyserini_dense_ext.encoders import ENCODER_CLASSES, FAMILIES
+    from pyserini_dense_ext.onnx.export import build_parser as export_parser
+
+    assert sorted(FAMILIES) == ["mebert", "repbert", "tct_colbert"]
+    for name, family in FAMILIES.items():
+        assert family.model.family == name
+        assert EncoderConfig.for_family(name).to_dict() == {**EncoderConfig(family=name).to_dict(), **family.defaults}
+        query_cls, doc_cls = ENCODER_CLASSES[f"dense_ext.{name}"]
+        assert (query_cls.family, doc_cls.family) == (name, name)
+        assert getattr(encoders, f"{family.class_prefix}QueryEncoder") is query_cls  # the README's public names
+        assert getattr(encoders, f"{family.class_prefix}DocumentEncoder") is doc_cls
+    with pytest.raises(InputError, match="must exceed the 4 prefix tokens"):  # tct_colbert's own check
+        EncoderConfig.for_family("tct_colbert", query_max_length=4)
+    with pytest.raises(InputError, match="unknown family 'nope'"):
+        EncoderConfig(family="nope").validate()
+
+    # Every command's flags come from the dataclass: one flag per field with option metadata, the same in
+    # the search-style commands and in ONNX export, and parsing them gives the fields back.
+    search = argparse.ArgumentParser()
+    add_encoder_options(search)
+    flagged = [f.name for f in dataclasses.fields(EncoderConfig) if "cli" in f.metadata]
+    assert flagged == [f.name for f in dataclasses.fields(EncoderConfig) if f.name != "extra"]
+    for parser in (search, export_parser()):
+        dests = {a.dest: a for a in parser._actions}
+        assert set(flagged) <= set(dests)
+        assert sorted(dests["family"].choices) == sorted(FAMILIES)
+    args = search.parse_args(["--encoder", "m", "--family", "mebert", "--pooling", "cls", "--no-l2-norm",
+                              "--max-length", "64", "--query-segment-id", "1", "--num-vectors", "2",
+                              "--projection-dim", "8"])
+    overrides = encoder_overrides(args)
+    assert overrides == dict(pooling="cls", l2_norm=False, doc_max_length=64, query_segment_id=1, num_vectors=2,
+                             projection_dim=8)
+    assert EncoderConfig.for_family(args.family, **overrides).doc_max_length == 64
+    assert encoder_overrides(search.parse_args(["--encoder", "m"])) == {}  # unset flags leave the files in charge
+
+
+def test_load_encoder_picks_the_backend_from_the_files(tiny_family_dirs, tmp_path):
+    from pyserini_dense_ext.encoders import DenseModel, Encoder, backend_for, describe, load_encoder
+
+    model = load_encoder(tiny_family_dirs["mebert"])
+    assert isinstance(model, DenseModel) and isinstance(model, Encoder)
+    assert model.sides == ("query", "document") and model.vectors_per_text("document") == 3
+    assert describe(tiny_family_dirs["mebert"]).config == model.config
+    with pytest.raises(InputError, match="does not exist"):
+        backend_for(tmp_path / "nothing")
+    (tmp_path / "weights.bin").write_bytes(b"\x00" * 64)
+    with pytest.raises(InputError, match="neither a model dir nor an ONNX export"):
+        load_encoder(tmp_path / "weights.bin")

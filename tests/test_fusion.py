@@ -251,7 +251,7 @@ def test_fuse_cli_writes_the_fused_run(tmp_path):
 
 def cli(*args):
     env = {**os.environ, "PYTHONPATH": ROOT}
-    return subprocess.run([sys.executable, "-m", "pyserini_dense_ext.fuse", *args], capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "pyserini_dense_ext.fusion", *args], capture_output=True, text=True,
                           env=env, timeout=300)
 
 
@@ -277,6 +277,38 @@ def test_fuse_cli_bad_runs_name_file_and_line(tmp_path):
 def test_fuse_cli_help_lists_methods():
     result = cli("--help")
     assert result.returncode == 0 and all(m in result.stdout for m in METHODS)
+
+
+def test_old_fuse_module_name_still_runs(tmp_path):
+    a, b = tmp_path / "a.trec", tmp_path / "b.trec"
+    write_run(a, {"q1": SPARSE})
+    write_run(b, {"q1": DENSE})
+    env = {**os.environ, "PYTHONPATH": ROOT}
+    old = subprocess.run([sys.executable, "-m", "pyserini_dense_ext.fuse", "--runs", str(a), str(b), "--method", "rrf",
+                          "--output", str(tmp_path / "old.trec")], capture_output=True, text=True, env=env, timeout=300)
+    assert old.returncode == 0, old.stderr
+    assert cli("--runs", str(a), str(b), "--method", "rrf", "--output", str(tmp_path / "new.trec")).returncode == 0
+    assert (tmp_path / "old.trec").read_text() == (tmp_path / "new.trec").read_text()
+
+
+def test_parameters_are_checked_once_where_the_method_is_chosen(monkeypatch):
+    import pyserini_dense_ext.fusion as fusion
+
+    for bad, message in (({"rrf_k": -1}, "rrf_k must be non-negative"), ({"alpha": float("nan")}, "alpha must be"),
+                         ({"normalization": "l2"}, "unknown normalisation"), ({"weights": []}, "weights must be")):
+        method = "rrf" if "rrf_k" in bad else "weighted"
+        with pytest.raises(ValueError, match=message):
+            fusion.resolve(method, **bad)
+    calls = []
+    real = fusion.check_value
+    monkeypatch.setattr(fusion, "check_value", lambda name, value: calls.append(name) or real(name, value))
+    runs = [{f"q{i}": SPARSE for i in range(20)}, {f"q{i}": DENSE for i in range(20)}]
+    fused = fusion.fuse(runs, "linear", alpha=0.3, normalization="z-score")
+    assert sorted(calls) == ["alpha", "normalization"]  # once for 20 queries
+    chosen = fusion.resolve("linear", alpha=0.3, normalization="z-score")
+    assert fusion.fuse(runs, chosen) == fused and fusion.resolve(chosen) is chosen
+    with pytest.raises(ValueError, match="already resolved"):
+        fusion.resolve(chosen, alpha=1.0)
 
 
 # ---------------------------------------------------------------- tune

@@ -17,7 +17,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from pyserini_dense_ext.encode import encode_corpus
+from pyserini_dense_ext.index.encode import encode_corpus
 from pyserini_dense_ext.encoders import load_model, load_query_encoder
 from pyserini_dense_ext.encoders.encoded_queries import load_encoded_queries, save_encoded_queries
 from pyserini_dense_ext.index import build_faiss_index, read_index_dir, write_index_dir

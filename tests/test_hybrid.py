@@ -35,7 +35,7 @@ def synthetic_docs(n: int = 240, seed: int = 0) -> list[Doc]:
 
 @pytest.fixture(scope="module")
 def indexes(tmp_path_factory, tiny_family_dirs):
-    from pyserini_dense_ext.encode import encode_corpus
+    from pyserini_dense_ext.index.encode import encode_corpus
     from pyserini_dense_ext.encoders import load_model
     from pyserini_dense_ext.index.lucene import build_lucene_index
 
@@ -92,7 +92,7 @@ def test_array_bm25_equals_lucene_searcher_batch_search(indexes, k):
     from pyserini_dense_ext.search.hybrid.sparse import ArraySparse
 
     searcher = lucene_searcher(indexes["lucene"])
-    ours = ArraySparse(searcher).batch_hits(QUERIES, k, threads=2)
+    ours = ArraySparse(searcher).hits(QUERIES, k, threads=2)
     for mine, theirs in zip(ours, pyserini_hits(searcher, QUERIES, k)):
         assert list(zip(mine[0].tolist(), mine[1].tolist())) == theirs  # same docids, order and scores
 
@@ -103,7 +103,7 @@ def test_array_bm25_follows_set_bm25_after_construction(indexes):
     searcher = lucene_searcher(indexes["lucene"])
     fast = ArraySparse(searcher)
     searcher.set_bm25(1.2, 0.75)
-    mine = fast.batch_hits(QUERIES[:3], 20, threads=1)
+    mine = fast.hits(QUERIES[:3], 20, threads=1)
     for (ids, scores), theirs in zip(mine, pyserini_hits(searcher, QUERIES[:3], 20)):
         assert list(zip(ids.tolist(), scores.tolist())) == theirs
 
@@ -207,7 +207,8 @@ def test_other_searchers_take_their_own_batch_search(indexes):
 
     from pyserini_dense_ext.encoders import load_query_encoder
     from pyserini_dense_ext.search.hybrid import HybridSearcher
-    from pyserini_dense_ext.search.hybrid.sparse import ArraySparse, HitsSparse
+    from pyserini_dense_ext.search.hybrid.sources import BatchSearchHits
+    from pyserini_dense_ext.search.hybrid.sparse import ArraySparse
 
     class MyLucene(LuceneSearcher):
         pass
@@ -218,7 +219,7 @@ def test_other_searchers_take_their_own_batch_search(indexes):
                                 load_query_encoder(indexes["models"]["repbert"]))
     slow = HybridSearcher(faiss_dense, other)
     fast = HybridSearcher(dense_searcher(indexes), lucene_searcher(indexes["lucene"]))
-    assert isinstance(slow._sparse, HitsSparse) and isinstance(fast._sparse, ArraySparse)
+    assert isinstance(slow._sparse, BatchSearchHits) and isinstance(fast._sparse, ArraySparse)
     qids = [str(i) for i in range(len(QUERIES))]
     a = slow.batch_search(QUERIES, qids, k0=40, k=40, fusion="combsum")
     b = fast.batch_search(QUERIES, qids, k0=40, k=40, fusion="combsum")
@@ -227,12 +228,25 @@ def test_other_searchers_take_their_own_batch_search(indexes):
         np.testing.assert_allclose([h.score for h in a[qid]], [h.score for h in b[qid]], rtol=1e-6)
 
 
+def test_search_run_checks_fusion_parameters_once(indexes, monkeypatch):
+    import pyserini_dense_ext.fusion as fusion
+    from pyserini_dense_ext.search.hybrid import HybridSearcher
+
+    calls = []
+    real = fusion.check_value
+    monkeypatch.setattr(fusion, "check_value", lambda name, value: calls.append(name) or real(name, value))
+    hybrid = HybridSearcher(dense_searcher(indexes), lucene_searcher(indexes["lucene"]))
+    topics = {f"q{i}": q for i, q in enumerate(QUERIES)}
+    run = hybrid.search_run(topics, k0=20, k=10, fusion="rrf", chunk_size=3, progress=False, rrf_k=10)
+    assert calls == ["rrf_k"] and len(run) == len(QUERIES)  # three chunks, eight queries, one check
+
+
 def test_fusion_arguments_are_checked(indexes):
     from pyserini_dense_ext.search.hybrid import HybridSearcher, fusion_params
 
     assert fusion_params("linear", normalization=True) == {"normalization": "centred"}
     assert fusion_params("rrf", normalization=False) == {}  # Pyserini's default flag means "none"
-    with pytest.raises(ValueError, match="does not take \\['alpha'\\]"):
+    with pytest.raises(ValueError, match="takes \\['rrf_k'\\], not \\['alpha'\\]"):
         fusion_params("rrf", alpha=0.5)
     with pytest.raises(ValueError, match="unknown fusion method"):
         fusion_params("borda")
@@ -328,10 +342,13 @@ def test_tune_from_indexes_scores_what_the_hybrid_searcher_returns(indexes, tmp_
     qrels_path = tmp_path / "qrels.txt"
     qrels_path.write_text("".join(f"{q} 0 {d} {g}\n" for q, js in qrels.items() for d, g in js.items()))
     csv_path = tmp_path / "sweep.csv"
-    assert tune_main(cli_groups(indexes, tmp_path, "tune", "--topics", str(topics), "--qrels", str(qrels_path),
-                                "--methods", "linear", "--alphas", "0.1,1", "--hits", "20", "--k", "20",
-                                "--metrics", "ndcg@10", "--csv", str(csv_path), "--no-plot", "--quiet")) == 0
+    tune_args = ["--topics", str(topics), "--qrels", str(qrels_path), "--methods", "linear", "--alphas", "0.1,1",
+                 "--hits", "20", "--k", "20", "--metrics", "ndcg@10", "--csv", str(csv_path), "--no-plot", "--quiet"]
+    assert tune_main(cli_groups(indexes, tmp_path, "tune", *tune_args)) == 0
     rows = {(r["method"], r["value"]): float(r["ndcg@10"]) for r in csv.DictReader(csv_path.open())}
+    # the tune options may also come first, without the group name
+    first = csv_path.read_text()
+    assert tune_main(tune_args + cli_groups(indexes, tmp_path)) == 0 and csv_path.read_text() == first
     hybrid = HybridSearcher(dense_searcher(indexes), lucene_searcher(indexes["lucene"]))
     for alpha in (0.1, 1.0):
         fused = hybrid.batch_search(QUERIES, qids, k0=20, k=20, alpha=alpha)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from pyserini_dense_ext.encode import partial_dir
+from pyserini_dense_ext.index.chunks import partial_dir
 from pyserini_dense_ext.io import InputError, read_corpus, read_qrels, read_run, read_topics, write_run
 
 ROOT = Path(__file__).resolve().parents[1]

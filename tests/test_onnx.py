@@ -132,9 +132,34 @@ def test_io_binding_gives_the_same_vectors(exports):
     np.testing.assert_array_equal(bound.encode(TEXTS, "document", batch_size=2), plain)
 
 
-def test_is_onnx():
-    assert is_onnx("x/model.onnx") and is_onnx(Path("M.ONNX"))
-    assert not is_onnx("x/model_dir") and not is_onnx("x.onnx.json")
+def test_is_onnx_reads_the_files_own_metadata_not_its_name(exports, tiny_family_dirs, tmp_path):
+    import onnx
+
+    from pyserini_dense_ext.encoders import backend_for, load_encoder
+    from pyserini_dense_ext.onnx.metadata import read_metadata_props
+
+    renamed = tmp_path / "model.bin"  # an export under any name is still an export
+    shutil.copy(exports["repbert", "query"], renamed)
+    original = tokenizer_dir(exports["repbert", "query"])
+    shutil.copytree(original, tmp_path / original.name)  # the metadata names its tokenizer dir
+    assert is_onnx(exports["repbert", "query"]) and is_onnx(renamed)
+    assert backend_for(renamed).name == "onnx" and load_encoder(renamed).sides == ("query",)
+    # the metadata as the reader sees it equals onnx's own parse of the file
+    model = onnx.load(str(renamed))
+    assert read_metadata_props(renamed) == {p.key: p.value for p in model.metadata_props}
+    foreign = tmp_path / "foreign.onnx"  # a real ONNX model, not written by our exporter
+    del model.metadata_props[:]
+    onnx.save(model, str(foreign))
+    assert read_metadata_props(foreign) == {} and not is_onnx(foreign)
+    garbage = tmp_path / "garbage.onnx"
+    garbage.write_bytes(bytes(range(256)) * 40)
+    truncated = tmp_path / "truncated.onnx"
+    truncated.write_bytes(exports["repbert", "query"].read_bytes()[:5000])
+    for path in (garbage, truncated, tmp_path / "missing.onnx", tiny_family_dirs["repbert"]):
+        assert read_metadata_props(path) is None and not is_onnx(path)
+    assert backend_for(tiny_family_dirs["repbert"]).name == "torch"
+    with pytest.raises(InputError, match="no dense_ext metadata"):
+        backend_for(foreign)
 
 
 # ----- bad input ------------------------------------------------------------------------------

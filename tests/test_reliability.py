@@ -22,7 +22,8 @@ import numpy as np
 import pytest
 from conftest import WORDS, write_jsonl
 
-from pyserini_dense_ext.encode import encode_corpus, partial_dir
+from pyserini_dense_ext.index.chunks import partial_dir
+from pyserini_dense_ext.index.encode import encode_corpus
 from pyserini_dense_ext.encode.__main__ import main as encode_main
 from pyserini_dense_ext.encoders import load_model, load_query_encoder
 from pyserini_dense_ext.index import build_faiss_index, read_index_dir, write_index_dir

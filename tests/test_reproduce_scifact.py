@@ -49,7 +49,7 @@ def test_hybrid_tuned_on_train_beats_bm25_and_dense_on_test(scifact, scifact_min
     from pyserini.search.lucene import LuceneSearcher
 
     from pyserini_dense_ext.search.hybrid import HybridSearcher
-    from pyserini_dense_ext.tune import Variant, best_values, lists_from_indexes, sweep
+    from pyserini_dense_ext.fusion.sweep import Variant, best_values, sweep
 
     bm25 = LuceneSearcher(str(scifact_bm25_index))
     bm25.set_bm25(0.9, 0.4)
@@ -59,11 +59,11 @@ def test_hybrid_tuned_on_train_beats_bm25_and_dense_on_test(scifact, scifact_min
     assert len(train) == 809
     variants = [Variant("linear"), Variant("weighted", "z-score")]
     grid = [0.0, 0.02, 0.05, 0.1, 0.3, 1.0, 3.0]
-    rows = sweep(lists_from_indexes(hybrid, train, 1000, 2, False), train_qrels, variants, grid, [], ("ndcg@10",),
+    rows = sweep(hybrid.search_lists(train, 1000, 2, progress=False), train_qrels, variants, grid, [], ("ndcg@10",),
                  k=1000, progress=False)
     best = best_values(rows, ("ndcg@10",))
     topics, qrels = test_split
-    test_rows = sweep(lists_from_indexes(hybrid, topics, 1000, 2, False), qrels, variants,
+    test_rows = sweep(hybrid.search_lists(topics, 1000, 2, progress=False), qrels, variants,
                       sorted({best[v.label]["ndcg@10"][0] for v in variants}), [], ("ndcg@10",), k=1000,
                       progress=False)
     alone = {r["method"]: r["ndcg@10"] for r in test_rows if r["value"] is None}

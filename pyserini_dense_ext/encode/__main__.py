@@ -12,8 +12,8 @@ import pyserini_dense_ext  # noqa: F401  (Java/offline set-up before Pyserini lo
 
 from ..cli import add_encoder_options, encoder_overrides, parse_groups, run_cli
 from ..index import INDEX_TYPES
+from ..index.distributed import add_ray_options, ray_options
 from ..io.corpus import EMPTY_POLICIES
-from .distributed import add_ray_options, ray_options
 
 GROUPS = ("input", "encoder", "output")
 EXAMPLE = """example:
@@ -60,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def run(inp: argparse.Namespace, enc: argparse.Namespace, out: argparse.Namespace) -> int:
-    from ..encode import encode_corpus, shard_slice
+    from ..index.encode import encode_corpus, shard_slice
     from ..encoders import load_document_encoder
     from ..io.corpus import read_corpus
     from ..io.errors import InputError

@@ -3,24 +3,28 @@
 A family is a :class:`DenseModel` subclass that says two things: how texts become token ids
 (:meth:`DenseModel.tokenize`, torch-free, so the ONNX encoder reuses it) and how the backbone's
 output becomes vectors (:meth:`DenseModel.pool`). Batching by length, padding and the encode loop
-(:func:`encode_texts`) are shared by torch, ONNX, training and every command.
+(:func:`encode_texts`) are shared by torch, ONNX, training and every command. The family module
+declares the rest (defaults, checks) in its ``FAMILY`` record (:mod:`.family`).
 """
 from __future__ import annotations
 
 import threading
 from pathlib import Path
-from typing import Callable, ClassVar, Literal, Sequence
+from typing import TYPE_CHECKING, Callable, ClassVar, Sequence
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from ..io.errors import InputError
-from .config import CONFIG_NAME, EncoderConfig
+from .interface import SIDES, Side, check_side
 
-Side = Literal["query", "document"]
-SIDES: tuple[Side, ...] = ("query", "document")
+if TYPE_CHECKING:
+    from .config import EncoderConfig
+
+__all__ = ["INPUT_NAMES", "SIDES", "Batch", "DenseModel", "Features", "Side", "check_side", "collate", "encode_texts",
+           "masked_mean", "token_ids"]
+
 Features = dict[str, list[list[int]]]
 Batch = dict[str, np.ndarray]
 INPUT_NAMES = ("input_ids", "attention_mask", "token_type_ids")
@@ -38,12 +42,6 @@ def token_ids(tokenizer, texts: list[str], max_length: int, add_special_tokens: 
     with _TOKENIZER_LOCK:
         return tokenizer(texts, max_length=max_length, truncation=True, add_special_tokens=add_special_tokens,
                          return_attention_mask=False, return_token_type_ids=False)["input_ids"]
-
-
-def check_side(side: str) -> Side:
-    if side not in SIDES:
-        raise ValueError(f"side must be one of {SIDES}, got {side!r}")
-    return side  # type: ignore[return-value]
 
 
 def collate(features: Features, rows: Sequence[int], pad_id: int) -> Batch:
@@ -131,9 +129,19 @@ class DenseModel(torch.nn.Module):
         """Dimension of the output vectors (the index's dimension)."""
         return self.hidden_size
 
+    @property
+    def sides(self) -> tuple[Side, ...]:
+        """A torch model encodes both sides."""
+        return SIDES
+
+    @classmethod
+    def rows_per_text(cls, config: EncoderConfig, side: Side) -> int:
+        """Rows each text of ``side`` adds to an index under ``config`` (no weights needed)."""
+        return 1
+
     def vectors_per_text(self, side: Side) -> int:
         """Rows each text adds to an index: m for ME-BERT documents, else 1."""
-        return 1
+        return self.rows_per_text(self.config, check_side(side))
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, token_type_ids: torch.Tensor,
                 side: Side = "query") -> torch.Tensor:
@@ -186,17 +194,3 @@ class DenseModel(torch.nn.Module):
     def load_extra(self, model_dir: Path, strict: bool) -> None:
         """Counterpart of :meth:`save_extra`."""
 
-
-def check_model_dir(model_dir: str | Path) -> Path:
-    """Fail clearly on a dir that is not a Hugging Face checkpoint (before transformers does, vaguely)."""
-    path = Path(model_dir)
-    if not path.is_dir():
-        raise InputError(path, "model directory does not exist (models load from local dirs only)")
-    if not (path / "config.json").is_file():
-        raise InputError(path, f"is not a model directory: it has no config.json (nor is it one with {CONFIG_NAME})",
-                         field="config.json")
-    weights = [p for p in path.iterdir() if p.name.endswith((".safetensors", ".bin")) and "model" in p.name]
-    if not weights:
-        raise InputError(path, "is not a model directory: it holds no model.safetensors or pytorch_model.bin",
-                         field="weights")
-    return path

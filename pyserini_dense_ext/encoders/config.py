@@ -2,6 +2,8 @@
 
 With it, every command picks the right family and options from the dir alone, so no class is
 ever guessed from a substring of the path (Pyserini picks ANCE for any path containing 'ance').
+Index dirs record the same fields (``dense_ext_index.json``), so a search knows how its
+documents were encoded.
 """
 from __future__ import annotations
 
@@ -12,40 +14,47 @@ from pathlib import Path
 from typing import Any
 
 from ..io.errors import InputError
+from .registry import FAMILIES, get_family
 
 CONFIG_NAME = "dense_ext.json"
 POOLINGS = ("mean", "cls")
+SEGMENT_IDS = (0, 1)
 
-# Per-family defaults, from the papers: RepBERT truncates queries to 20 and passages to 256
-# tokens; TCT-ColBERT pads queries with [MASK] to exactly 36 tokens (ColBERT's query length) and
-# Pyserini encodes its documents up to 512; ME-BERT keeps the first m=3 vectors by default.
-FAMILY_DEFAULTS: dict[str, dict[str, Any]] = {
-    "repbert": dict(pooling="mean", query_max_length=20, doc_max_length=256, query_segment_id=0, doc_segment_id=1),
-    "tct_colbert": dict(pooling="mean", query_max_length=36, doc_max_length=512),
-    "mebert": dict(pooling="cls", query_max_length=32, doc_max_length=256, num_vectors=3),
-}
+
+def option(help: str, **argparse_options: Any) -> dict[str, Any]:
+    """Field metadata that makes the field a command-line flag (see ``cli.add_config_options``)."""
+    return {"cli": {"help": help, **argparse_options}}
 
 
 @dataclass
 class EncoderConfig:
-    """Everything that decides a family's text-to-vector mapping, beside the HF weights."""
+    """Everything that decides a family's text-to-vector mapping, beside the HF weights.
 
-    family: str
-    pooling: str = "mean"
-    l2_norm: bool = False
-    query_max_length: int = 20
-    doc_max_length: int = 256
-    query_segment_id: int = 0
-    doc_segment_id: int = 0
-    num_vectors: int = 1
-    projection_dim: int | None = None
+    The dataclass defaults are generic; a family's paper defaults live in its module
+    (``FAMILIES[name].defaults``). Each field with ``option`` metadata is a flag of every command.
+    """
+
+    family: str = field(metadata=option("encoder family; overrides the dir's dense_ext.json (a plain HF dir needs "
+                                        "it unless an index records it)"))
+    pooling: str = field(default="mean", metadata=option("pooling (RepBERT: mean or cls)", choices=POOLINGS))
+    l2_norm: bool = field(default=False, metadata=option("L2-normalise vectors (cosine similarity)"))
+    query_max_length: int = field(default=20, metadata=option("query token limit", metavar="N"))
+    doc_max_length: int = field(default=256, metadata=option("document token limit", metavar="N",
+                                                             aliases=("--max-length",)))
+    query_segment_id: int = field(default=0, metadata=option("RepBERT query segment id (paper: 0)",
+                                                             choices=SEGMENT_IDS))
+    doc_segment_id: int = field(default=0, metadata=option("RepBERT document segment id (paper: 1; 0 for "
+                                                           "checkpoints trained with one segment)",
+                                                           choices=SEGMENT_IDS))
+    num_vectors: int = field(default=1, metadata=option("ME-BERT vectors per document", metavar="M"))
+    projection_dim: int | None = field(default=None, metadata=option(
+        "ME-BERT projection size (needs trained projection weights in the dir)", metavar="K"))
     extra: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
     def for_family(cls, family: str, **overrides: Any) -> "EncoderConfig":
-        if family not in FAMILY_DEFAULTS:
-            raise ValueError(f"unknown encoder family {family!r}; choose from {sorted(FAMILY_DEFAULTS)}")
-        values = {**FAMILY_DEFAULTS[family], **{k: v for k, v in overrides.items() if v is not None}}
+        """The family's paper defaults, with the given non-None fields replaced."""
+        values = {**get_family(family).defaults, **{k: v for k, v in overrides.items() if v is not None}}
         config = cls(family=family, **values)
         config.validate()
         return config
@@ -60,8 +69,8 @@ class EncoderConfig:
         def bad(name: str, why: str) -> InputError:
             return InputError(source, why, field=name)
 
-        if self.family not in FAMILY_DEFAULTS:
-            raise bad("family", f"unknown family {self.family!r}; choose from {sorted(FAMILY_DEFAULTS)}")
+        if self.family not in FAMILIES:
+            raise bad("family", f"unknown family {self.family!r}; choose from {sorted(FAMILIES)}")
         if self.pooling not in POOLINGS:
             raise bad("pooling", f"must be one of {POOLINGS}, got {self.pooling!r}")
         for name in ("query_max_length", "doc_max_length", "num_vectors"):
@@ -69,12 +78,12 @@ class EncoderConfig:
             if not isinstance(value, int) or value < 1:
                 raise bad(name, f"must be a positive integer, got {value!r}")
         for name in ("query_segment_id", "doc_segment_id"):
-            if getattr(self, name) not in (0, 1):
+            if getattr(self, name) not in SEGMENT_IDS:
                 raise bad(name, f"must be 0 or 1, got {getattr(self, name)!r}")
         if self.projection_dim is not None and (not isinstance(self.projection_dim, int) or self.projection_dim < 1):
             raise bad("projection_dim", f"must be a positive integer or null, got {self.projection_dim!r}")
-        if self.family == "tct_colbert" and self.query_max_length <= 4:
-            raise bad("query_max_length", "must exceed the 4 prefix tokens '[CLS] [ Q ]'")
+        for name, why in FAMILIES[self.family].problems(self):
+            raise bad(name, why)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -106,3 +115,18 @@ class EncoderConfig:
             raise InputError(path, str(e)) from None
         config.validate(str(path))
         return config
+
+
+CONFIG_FIELDS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(EncoderConfig))
+
+
+def recorded_config(data: dict[str, Any], source: str) -> EncoderConfig | None:
+    """The config in an index's ``encoder`` record, or None when it records none (a Pyserini dir, a bare model name)."""
+    if "family" not in data:
+        return None
+    try:
+        config = EncoderConfig(**{k: v for k, v in data.items() if k in CONFIG_FIELDS})
+    except TypeError as e:
+        raise InputError(source, f"encoder record: {e}", field="encoder") from None
+    config.validate(source)
+    return config

@@ -1,4 +1,4 @@
-"""Build a family model from a local dir: its ``dense_ext.json``, or a family named by the caller."""
+"""The torch backend: a family model from a local HF dir, its ``dense_ext.json`` or a family named by the caller."""
 from __future__ import annotations
 
 import pickle  # only for its error type: nothing here unpickles
@@ -8,14 +8,11 @@ from typing import Any
 import torch
 
 from ..io.errors import InputError
-from .base import DenseModel, check_model_dir
-from .config import CONFIG_NAME, FAMILY_DEFAULTS, EncoderConfig
-from .mebert import MeBertModel
-from .repbert import RepBertModel
-from .tct_colbert import TctColBertModel
-
-FAMILIES: dict[str, type[DenseModel]] = {cls.family: cls for cls in (RepBertModel, TctColBertModel, MeBertModel)}
-assert set(FAMILIES) == set(FAMILY_DEFAULTS)
+from .backends import Backend, Description, register_backend
+from .base import DenseModel
+from .config import CONFIG_NAME, EncoderConfig
+from .interface import SIDES, Side
+from .registry import FAMILIES
 
 
 def resolve_device(device: str) -> torch.device:
@@ -38,7 +35,22 @@ def resolve_config(model_dir: str | Path, family: str | None = None, **overrides
 
 
 def build_model(backbone: torch.nn.Module, tokenizer, config: EncoderConfig) -> DenseModel:
-    return FAMILIES[config.family](backbone, tokenizer, config)
+    return FAMILIES[config.family].model(backbone, tokenizer, config)
+
+
+def check_model_dir(model_dir: str | Path) -> Path:
+    """Fail clearly on a dir that is not a Hugging Face checkpoint (before transformers does, vaguely)."""
+    path = Path(model_dir)
+    if not path.is_dir():
+        raise InputError(path, "model directory does not exist (models load from local dirs only)")
+    if not (path / "config.json").is_file():
+        raise InputError(path, f"is not a model directory: it has no config.json (nor is it one with {CONFIG_NAME})",
+                         field="config.json")
+    weights = [p for p in path.iterdir() if p.name.endswith((".safetensors", ".bin")) and "model" in p.name]
+    if not weights:
+        raise InputError(path, "is not a model directory: it holds no model.safetensors or pytorch_model.bin",
+                         field="weights")
+    return path
 
 
 def load_model(model_dir: str | Path, family: str | None = None, device: str = "cpu", strict: bool = True,
@@ -66,3 +78,15 @@ def load_model(model_dir: str | Path, family: str | None = None, device: str = "
     model = build_model(backbone, tokenizer, config)
     model.load_extra(path, strict)
     return model.to(resolve_device(device)).eval()
+
+
+def _load(path: Path, family: str | None = None, side: Side | None = None, device: str = "cpu",
+          **overrides: Any) -> DenseModel:
+    return load_model(path, family=family, device=device, **overrides)  # a torch model encodes either side
+
+
+def _describe(path: Path) -> Description:
+    return Description(EncoderConfig.load(path), SIDES)
+
+
+register_backend(Backend("torch", claims=Path.is_dir, describe=_describe, load=_load, pyserini_key="dense_ext"))

@@ -14,9 +14,15 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 
+from typing import TYPE_CHECKING
+
 from ..io.errors import InputError
-from .base import DenseModel, Side
-from .config import EncoderConfig
+from .base import DenseModel
+from .family import Family
+from .interface import Side
+
+if TYPE_CHECKING:
+    from .config import EncoderConfig
 
 PROJECTION_FILE = "projection.safetensors"
 
@@ -34,8 +40,9 @@ class MeBertModel(DenseModel):
     def dim(self) -> int:
         return self.config.projection_dim or self.hidden_size
 
-    def vectors_per_text(self, side: Side) -> int:
-        return self.config.num_vectors if side == "document" else 1
+    @classmethod
+    def rows_per_text(cls, config: EncoderConfig, side: Side) -> int:
+        return config.num_vectors if side == "document" else 1
 
     def pool(self, hidden: torch.Tensor, attention_mask: torch.Tensor, side: Side) -> torch.Tensor:
         if side == "query":
@@ -70,3 +77,8 @@ class MeBertModel(DenseModel):
             self.projection.load_state_dict(state)
         except RuntimeError as e:
             raise InputError(path, f"does not match projection_dim={self.config.projection_dim}: {e}") from None
+
+
+# The paper keeps the first m=3 vectors of passages (up to 256 tokens), scores queries by [CLS].
+FAMILY = Family("mebert", MeBertModel, "MeBert", "ME-BERT: [CLS] query vector, first m document vectors, max over m",
+                defaults=dict(pooling="cls", query_max_length=32, doc_max_length=256, num_vectors=3))

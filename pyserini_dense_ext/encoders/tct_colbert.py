@@ -8,10 +8,16 @@ prefix ``[CLS] [ Q ]`` / ``[CLS] [ D ]``. Unlike Pyserini, queries are encoded i
 """
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Iterator
+
 import torch
 
-from .base import DenseModel, Features, Side, masked_mean, token_ids
-from .config import EncoderConfig
+from .base import DenseModel, Features, masked_mean, token_ids
+from .family import Family
+from .interface import Side
+
+if TYPE_CHECKING:
+    from .config import EncoderConfig
 
 PREFIX_TOKENS = 4  # "[CLS]" "[" "q"/"d" "]" in BERT's vocabulary, as Pyserini slices them off
 
@@ -32,3 +38,15 @@ class TctColBertModel(DenseModel):
 
     def pool(self, hidden: torch.Tensor, attention_mask: torch.Tensor, side: Side) -> torch.Tensor:
         return masked_mean(hidden[:, PREFIX_TOKENS:], attention_mask[:, PREFIX_TOKENS:])
+
+
+def check_prefix(config: EncoderConfig) -> Iterator[tuple[str, str]]:
+    """Pooling starts after the prefix, so a query needs room for at least one token beyond it."""
+    if config.query_max_length <= PREFIX_TOKENS:
+        yield "query_max_length", f"must exceed the {PREFIX_TOKENS} prefix tokens '[CLS] [ Q ]'"
+
+
+# ColBERT's query length: queries are [MASK]-padded to exactly 36 tokens; Pyserini encodes documents up to 512.
+FAMILY = Family("tct_colbert", TctColBertModel, "TctColBert",
+                "TCT-ColBERT: [CLS] [Q] q + [MASK] padding, mean over positions 4..",
+                defaults=dict(pooling="mean", query_max_length=36, doc_max_length=512), checks=(check_prefix,))

@@ -2,16 +2,21 @@
 
 Every method scores a :class:`~.base.Pool` (one query's lists merged over their union) and the
 result is sorted by fused score, ties by docid. ``METHODS`` names each method once; the CLIs
-take their choices, defaults and sweep parameter from it.
+take their choices, defaults and sweep parameter from it. :func:`resolve` checks a method's
+parameters once, where the method is chosen, and returns the :class:`Fusion` that every path
+(runs, the hybrid searcher, the sweep) applies query by query without checking them again.
 
     fuse([bm25_run, dense_run], "linear", alpha=0.1, normalization="centred", k=1000)
     fuse_rankings([[("d1", 12.0), ("d2", 9.5)], [("d2", 0.8)]], "rrf")
+    rrf60 = resolve("rrf", rrf_k=60); rrf60.fuse_hits([sparse_hits, dense_hits], k=10)
 """
 from __future__ import annotations
 
 import inspect
-from dataclasses import dataclass
-from typing import Any, Callable, Sequence
+import math
+import numbers
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
@@ -40,6 +45,12 @@ class Method:
     def defaults(self) -> dict[str, Any]:
         return {n: p.default for n, p in inspect.signature(self.fn).parameters.items() if n != "pool"}
 
+    def check_lists(self, name: str, n: int) -> None:
+        if n < self.min_lists or (self.max_lists is not None and n > self.max_lists):
+            wanted = self.min_lists if self.max_lists == self.min_lists else (
+                f"{self.min_lists} to {self.max_lists}" if self.max_lists else f"at least {self.min_lists}")
+            raise ValueError(f"fusion method {name!r} takes {wanted} ranked lists, got {n}")
+
 
 METHODS: dict[str, Method] = {
     "linear": Method(linear, "min-fill linear, alpha*sparse + dense (TCT-ColBERT, Pyserini's HybridSearcher)",
@@ -59,38 +70,80 @@ def get_method(name: str) -> Method:
         raise ValueError(f"unknown fusion method {name!r}; choose from {sorted(METHODS)}") from None
 
 
-def check_params(method: str, params: dict[str, Any]) -> None:
-    """Fail early on a parameter the method does not take (a typo would otherwise pass silently)."""
-    unknown = sorted(set(params) - set(get_method(method).defaults))
+class UnknownParameters(ValueError):
+    """Parameters a method does not take (a typo would otherwise pass silently)."""
+
+    def __init__(self, method: str, unknown: list[str], takes: list[str]):
+        self.method, self.unknown = method, unknown
+        super().__init__(f"fusion method {method!r} takes {takes or 'no parameters'}, not {unknown}")
+
+
+def _finite(value: Any) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def check_value(name: str, value: Any) -> None:
+    """What each parameter may be; :func:`resolve` calls this once per parameter."""
+    if name == "normalization" and value not in NORMALIZATIONS:
+        raise ValueError(f"unknown normalisation {value!r}; choose from {NORMALIZATIONS}")
+    if name == "weight_on_dense" and not isinstance(value, bool):
+        raise ValueError(f"weight_on_dense must be True or False, got {value!r}")
+    if name == "alpha" and not _finite(value):
+        raise ValueError(f"alpha must be a finite number, got {value!r}")
+    if name == "rrf_k" and not (_finite(value) and value >= 0):
+        raise ValueError(f"rrf_k must be non-negative, got {value!r}")
+    if name == "weights" and not (isinstance(value, (list, tuple)) and value and all(map(_finite, value))):
+        raise ValueError(f"weights must be a non-empty list of finite numbers, got {value!r}")
+
+
+@dataclass(frozen=True)
+class Fusion:
+    """A method with checked parameters, made by :func:`resolve`; applied to any number of queries."""
+
+    name: str
+    method: Method
+    params: Mapping[str, Any] = field(default_factory=dict)
+
+    def fuse_pool(self, p: Pool, k: int | None = None) -> Hits:
+        """One query's pooled lists to fused (docids, scores), best first."""
+        if len(p.docids) == 0:
+            return p.docids, np.empty(0)
+        return top_k(p.docids, self.method.fn(p, **self.params), k)
+
+    def fuse_hits(self, lists: Sequence[Hits], k: int | None = None, qid: str | None = None) -> Hits:
+        """One query's ranked lists as arrays in, fused arrays (docids, scores) out, best first."""
+        self.method.check_lists(self.name, len(lists))
+        return self.fuse_pool(pool(lists, qid), k)
+
+
+def resolve(method: str | Fusion, **params: Any) -> Fusion:
+    """The method named ``method`` with ``params`` checked (names, values); a :class:`Fusion` passes through."""
+    if isinstance(method, Fusion):
+        if params:
+            raise ValueError(f"{sorted(params)} given beside an already resolved {method.name!r} fusion")
+        return method
+    m = get_method(method)
+    takes = m.defaults
+    unknown = sorted(set(params) - set(takes))
     if unknown:
-        raise ValueError(f"fusion method {method!r} takes {sorted(get_method(method).defaults) or 'no parameters'}, "
-                         f"not {unknown}")
-    norm = params.get("normalization")
-    if norm is not None and norm not in NORMALIZATIONS:
-        raise ValueError(f"unknown normalisation {norm!r}; choose from {NORMALIZATIONS}")
+        raise UnknownParameters(method, unknown, sorted(takes))
+    for name, value in params.items():
+        check_value(name, value)
+    return Fusion(method, m, dict(params))
 
 
-def fuse_hits(lists: Sequence[Hits], method: str, k: int | None = None, qid: str | None = None,
+def fuse_hits(lists: Sequence[Hits], method: str | Fusion, k: int | None = None, qid: str | None = None,
               **params: Any) -> Hits:
     """One query's ranked lists as arrays in, fused arrays (docids, scores) out, best first."""
-    m = get_method(method)
-    if len(lists) < m.min_lists or (m.max_lists is not None and len(lists) > m.max_lists):
-        wanted = m.min_lists if m.max_lists == m.min_lists else (
-            f"{m.min_lists} to {m.max_lists}" if m.max_lists else f"at least {m.min_lists}")
-        raise ValueError(f"fusion method {method!r} takes {wanted} ranked lists, got {len(lists)}")
-    p = pool(lists, qid)
-    if len(p.docids) == 0:
-        return p.docids, np.empty(0)
-    return top_k(p.docids, m.fn(p, **params), k)
+    return resolve(method, **params).fuse_hits(lists, k, qid)
 
 
-def fuse_rankings(rankings: Sequence[Ranking], method: str, k: int | None = None, **params: Any) -> Ranking:
+def fuse_rankings(rankings: Sequence[Ranking], method: str | Fusion, k: int | None = None, **params: Any) -> Ranking:
     """One query: ``[(docid, score), ...]`` lists (each best first) in, one fused list out."""
-    check_params(method, params)
-    return to_ranking(fuse_hits([as_hits(r) for r in rankings], method, k, **params))
+    return to_ranking(resolve(method, **params).fuse_hits([as_hits(r) for r in rankings], k))
 
 
-def fuse(runs: Sequence[Run], method: str, k: int | None = None, depth: int | None = None,
+def fuse(runs: Sequence[Run], method: str | Fusion, k: int | None = None, depth: int | None = None,
          **params: Any) -> Run:
     """Fuse whole runs query by query.
 
@@ -98,7 +151,7 @@ def fuse(runs: Sequence[Run], method: str, k: int | None = None, depth: int | No
     some runs is fused from the runs that have it (a run with no hits for a query often
     omits it); queries keep the order in which the runs first name them.
     """
-    check_params(method, params)
+    fusion = resolve(method, **params)
     if depth is not None and depth < 1:
         raise ValueError(f"depth must be positive, got {depth}")
     if k is not None and k < 1:
@@ -107,7 +160,7 @@ def fuse(runs: Sequence[Run], method: str, k: int | None = None, depth: int | No
     fused: Run = {}
     for qid in qids:
         lists = [as_hits(run.get(qid, [])[:depth]) for run in runs]
-        fused[qid] = to_ranking(fuse_hits(lists, method, k, qid=qid, **params))
+        fused[qid] = to_ranking(fusion.fuse_hits(lists, k, qid=qid))
     return fused
 
 
@@ -117,6 +170,7 @@ def missing_queries(runs: Sequence[Run]) -> list[tuple[int, list[str]]]:
     return [(i, sorted(every - run.keys())) for i, run in enumerate(runs) if every - run.keys()]
 
 
-__all__ = ["METHODS", "NORMALIZATIONS", "Hits", "Method", "Pool", "Ranking", "Run", "as_hits", "check_params",
-           "combmnz", "combsum", "fuse", "fuse_hits", "fuse_rankings", "get_method", "interleave", "linear",
-           "missing_queries", "normalize", "normalize_list", "pool", "rrf", "to_ranking", "top_k", "weighted"]
+__all__ = ["METHODS", "NORMALIZATIONS", "Fusion", "Hits", "Method", "Pool", "Ranking", "Run", "UnknownParameters",
+           "as_hits", "combmnz", "combsum", "fuse", "fuse_hits", "fuse_rankings", "get_method", "interleave", "linear",
+           "missing_queries", "normalize", "normalize_list", "pool", "resolve", "rrf", "to_ranking", "top_k",
+           "weighted"]

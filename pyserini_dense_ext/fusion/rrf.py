@@ -12,7 +12,5 @@ from .base import Pool
 
 
 def rrf(pool: Pool, rrf_k: float = 60) -> np.ndarray:
-    """Fused scores ``(u,)``; ranks are 1-based positions in each list."""
-    if rrf_k < 0:
-        raise ValueError(f"rrf_k must be non-negative, got {rrf_k}")
+    """Fused scores ``(u,)``; ranks are 1-based positions in each list; ``rrf_k >= 0`` (checked by ``resolve``)."""
     return np.sum(1.0 / (rrf_k + pool.ranks), axis=0)

@@ -1,14 +1,17 @@
 """ONNX query and document encoders: export (``python -m pyserini_dense_ext.onnx.export``) and onnxruntime.
 
-``load_onnx(path)`` gives an :class:`OnnxModel` with the torch model's ``encode`` surface;
-``OnnxQueryEncoder`` / ``OnnxDocumentEncoder`` plug it into Pyserini, and ``register()`` makes
-them selectable as ``--encoder-class dense_ext.onnx`` in Pyserini's own commands.
+``load_onnx(path)`` gives an :class:`OnnxModel`, an :class:`~pyserini_dense_ext.encoders.Encoder` like
+the torch model; :mod:`.backend` registers it, so ``load_encoder(path)`` and every command take
+an export wherever they take a model dir. ``OnnxQueryEncoder`` / ``OnnxDocumentEncoder`` plug it
+into Pyserini, and ``register()`` makes them selectable as ``--encoder-class dense_ext.onnx`` in
+Pyserini's own commands.
 """
 from __future__ import annotations
 
 from typing import Any
 
-from .encoder import OnnxDocumentEncoder, OnnxModel, OnnxQueryEncoder, is_onnx, load_onnx
+from .backend import is_onnx
+from .encoder import OnnxDocumentEncoder, OnnxModel, OnnxQueryEncoder, load_onnx
 
 __all__ = ["OnnxDocumentEncoder", "OnnxModel", "OnnxQueryEncoder", "export_onnx", "is_onnx", "load_onnx", "register"]
 

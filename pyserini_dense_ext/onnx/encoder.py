@@ -15,10 +15,11 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from ..encoders.base import INPUT_NAMES, Batch, Side, check_side, encode_texts
+from ..encoders.base import INPUT_NAMES, Batch, encode_texts
 from ..encoders.config import EncoderConfig
-from ..encoders.loading import FAMILIES
-from ..encoders.pyserini_api import DenseDocumentEncoder, DenseQueryEncoder, _config_options
+from ..encoders.interface import Side, check_side
+from ..encoders.pyserini_api import DenseDocumentEncoder, DenseQueryEncoder
+from ..encoders.registry import FAMILIES
 from ..io.errors import InputError
 
 log = logging.getLogger(__name__)
@@ -28,11 +29,6 @@ FORMAT_VERSION = 1
 OUTPUT_NAME = "embeddings"
 # Options that only change tokenisation; all others (pooling, norm, m, projection) are baked into the graph.
 TOKENIZER_OPTIONS = ("query_max_length", "doc_max_length")
-
-
-def is_onnx(path: str | Path) -> bool:
-    """Whether a ``--encoder`` value names an ONNX export (by its ``.onnx`` suffix; the file may be bad)."""
-    return str(path).lower().endswith(".onnx")
 
 
 @dataclass(frozen=True)
@@ -132,7 +128,7 @@ def _session(path: Path, device: str, threads: int | None):
 
 
 class OnnxModel:
-    """An exported encoder: ``encode``, ``dim``, ``config`` and ``vectors_per_text`` like :class:`DenseModel`."""
+    """An exported encoder: the :class:`~pyserini_dense_ext.encoders.Encoder` interface, like :class:`DenseModel`."""
 
     def __init__(self, path: str | Path, side: Side | None = None, device: str = "cpu", threads: int | None = None,
                  io_binding: bool | None = None, **overrides: Any):
@@ -204,6 +200,10 @@ class OnnxModel:
         return self.meta.side
 
     @property
+    def sides(self) -> tuple[Side, ...]:
+        return (self.meta.side,)
+
+    @property
     def precision(self) -> str:
         return self.meta.precision
 
@@ -225,7 +225,7 @@ class OnnxModel:
         config = self.config
         if max_length is not None:
             config = config.with_overrides(**{"query_max_length" if side == "query" else "doc_max_length": max_length})
-        family = FAMILIES[config.family]
+        family = FAMILIES[config.family].model
         return encode_texts(texts, lambda t: family.tokenize(self.tokenizer, config, t, side), self._infer,
                             self.tokenizer.pad_token_id, batch_size, progress, desc=f"encoding {side}s (onnx)")
 
@@ -257,31 +257,13 @@ def load_onnx(path: str | Path, side: Side | None = None, device: str = "cpu", t
 
 
 class OnnxQueryEncoder(DenseQueryEncoder):
-    """Pyserini ``QueryEncoder`` over an ONNX query export (``FaissSearcher(index, OnnxQueryEncoder(path))``)."""
+    """Pyserini ``QueryEncoder`` over an ONNX query export (``FaissSearcher(index, OnnxQueryEncoder(path))``);
+    takes ``threads=`` for onnxruntime."""
 
-    def __init__(self, encoder_dir: str | None = None, tokenizer_name: str | None = None,
-                 encoded_query_dir: str | None = None, device: str = "cpu", model: Any = None,
-                 batch_size: int = 64, threads: int | None = None, **options: Any):
-        if model is None and encoder_dir:
-            model = self._load(encoder_dir, device, threads=threads, **_config_options(options))
-        super().__init__(None, tokenizer_name, encoded_query_dir, device, model, batch_size)
-
-    @classmethod
-    def _load(cls, path: str, device: str, **options: Any) -> OnnxModel:
-        return load_onnx(path, side="query", device=device, **options)
+    backend = "onnx"
 
 
 class OnnxDocumentEncoder(DenseDocumentEncoder):
     """Pyserini ``DocumentEncoder`` over an ONNX document export (``pyserini.encode`` after ``register()``)."""
 
-    def __init__(self, model_name: str | None = None, tokenizer_name: str | None = None, device: str = "cpu",
-                 model: Any = None, batch_size: int = 32, threads: int | None = None, **options: Any):
-        if model is None:
-            if not model_name:
-                raise ValueError("OnnxDocumentEncoder needs the path of a document-side .onnx export")
-            model = self._load(model_name, device, threads=threads, **_config_options(options))
-        super().__init__(None, tokenizer_name, device, model, batch_size)
-
-    @classmethod
-    def _load(cls, path: str, device: str, **options: Any) -> OnnxModel:
-        return load_onnx(path, side="document", device=device, **options)
+    backend = "onnx"

@@ -23,11 +23,12 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
-from ..cli import encoder_overrides
-from ..encoders.base import INPUT_NAMES, DenseModel, Side, check_side, collate
-from ..encoders.loading import FAMILIES, load_model
+from ..cli import add_config_options, encoder_overrides
+from ..encoders.base import INPUT_NAMES, DenseModel, collate
+from ..encoders.interface import SIDES, Side, check_side
+from ..encoders.loading import load_model
 from ..io.errors import InputError
-from .encoder import META_KEY, OUTPUT_NAME, ExportMeta, is_onnx, load_onnx
+from .encoder import META_KEY, OUTPUT_NAME, ExportMeta, load_onnx
 from .quantize import int8_recipe, quantize_int8
 
 log = logging.getLogger(__name__)
@@ -157,8 +158,8 @@ def export_onnx(model_dir: str | Path, side: str, output: str | Path, *, family:
         raise ValueError(f"{precision} is applied to the optimised graph; drop --no-optimize")
     if opset < MIN_OPSET:
         raise ValueError(f"opset must be >= {MIN_OPSET}, got {opset}")
-    if not is_onnx(output):
-        raise ValueError(f"{output}: the output file name must end in .onnx (that is how commands recognise it)")
+    if output.suffix.lower() != ".onnx":
+        raise ValueError(f"{output}: the output file name must end in .onnx")
     tok_dir = tokenizer_dir(output)
     if not overwrite and (output.exists() or tok_dir.exists()):
         raise FileExistsError(f"{output} or {tok_dir} already exists; pass --overwrite to replace them")
@@ -238,7 +239,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "side and options, and the tokenizer is saved to OUTPUT's stem + '.tokenizer/', so "
                     "'--encoder OUTPUT' in the search and encode commands needs no other flag.")
     parser.add_argument("--model", required=True, help="local model dir (with dense_ext.json, or name --family)")
-    parser.add_argument("--side", required=True, choices=["query", "document"], help="which encoder to export")
+    parser.add_argument("--side", required=True, choices=SIDES, help="which encoder to export")
     parser.add_argument("--output", required=True, help="the .onnx file to write")
     parser.add_argument("--precision", default="fp32", choices=PRECISIONS,
                         help="fp32 (default); fp16 for the CUDA provider; int8 (per-channel dynamic) for CPU")
@@ -248,16 +249,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--no-check", dest="check", action="store_false",
                         help="skip comparing the export's vectors with the torch model's")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing OUTPUT")
-    cfg = parser.add_argument_group("encoder config (only for a dir without dense_ext.json, or to override it)")
-    cfg.add_argument("--family", choices=sorted(FAMILIES), help="model family")
-    cfg.add_argument("--pooling", choices=["mean", "cls"], help="pooling (RepBERT)")
-    cfg.add_argument("--l2-norm", action=argparse.BooleanOptionalAction, default=None, help="L2-normalise vectors")
-    cfg.add_argument("--query-max-length", type=int, metavar="N", help="max query tokens")
-    cfg.add_argument("--doc-max-length", type=int, metavar="N", help="max document tokens")
-    cfg.add_argument("--query-segment-id", type=int, choices=[0, 1], help="token type id of queries")
-    cfg.add_argument("--doc-segment-id", type=int, choices=[0, 1], help="token type id of documents")
-    cfg.add_argument("--num-vectors", type=int, metavar="M", help="ME-BERT vectors per document")
-    cfg.add_argument("--projection-dim", type=int, metavar="K", help="ME-BERT projection size")
+    add_config_options(parser.add_argument_group("encoder config (only for a dir without dense_ext.json, or to "
+                                                 "override it)"))
     return parser
 
 

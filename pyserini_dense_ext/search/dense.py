@@ -9,19 +9,43 @@ maximum, so searching k*m rows and keeping first occurrences is exact on a flat 
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import faiss
 import numpy as np
-from pyserini.encode import QueryEncoder
-from pyserini.search.faiss import DenseSearchResult
 from tqdm.auto import tqdm
 
-from ..encoders import load_query_encoder
+from ..encoders import DenseQueryEncoder, EncoderConfig, load_query_encoder
 from ..index import INDEX_FILE, read_index_dir
 from ..io.errors import InputError
 from ..io.runs import Run
+from ..pyserini_compat import DenseSearchResult, QueryEncoder
+
+
+@dataclass(frozen=True)
+class QueryEncoding:
+    """A Pyserini ``QueryEncoder`` as the searchers use it, adapted once when the searcher is built.
+
+    ``encode`` gives float32 ``(n, d)``; ``dim`` and ``config`` are known for our encoders (None for
+    other Pyserini encoders, whose width is checked on the first vectors).
+    """
+
+    encode: Callable[[list[str]], np.ndarray]
+    dim: int | None = None
+    config: EncoderConfig | None = None
+
+    @classmethod
+    def of(cls, encoder: QueryEncoder) -> "QueryEncoding":
+        if isinstance(encoder, DenseQueryEncoder):
+            return cls(encoder.encode_batch, encoder.dim if encoder.has_model else None,
+                       encoder.config if encoder.has_model else None)
+        # Pyserini's batching encoders (Auto, TCT-ColBERT, ...) declare encode_batch; the others encode one by one.
+        batch = getattr(encoder, "encode_batch", None)
+        if callable(batch):
+            return cls(batch)
+        return cls(lambda queries: np.stack([np.asarray(encoder.encode(q)).reshape(-1) for q in queries]))
 
 
 def first_occurrences(doc_rows: np.ndarray, k: int) -> np.ndarray:
@@ -53,7 +77,8 @@ class DenseSearcher:
             query_encoder = load_query_encoder(query_encoder, family=family, device=device, batch_size=batch_size,
                                                **encoder_overrides)
         self.query_encoder = query_encoder
-        encoder_dim = getattr(query_encoder, "dim", None)
+        self._encoding = QueryEncoding.of(query_encoder) if query_encoder is not None else None
+        encoder_dim = self._encoding.dim if self._encoding is not None else None
         if encoder_dim is not None and encoder_dim != self.index.d:
             raise InputError(self.index_dir / INDEX_FILE, f"has dimension {self.index.d} but the query encoder "
                                                           f"gives {encoder_dim}-dim vectors", field="dim")
@@ -68,13 +93,9 @@ class DenseSearcher:
 
     def encode_queries(self, queries: Sequence[str]) -> np.ndarray:
         """Float32 ``(n, d)`` query vectors, batched when the encoder can batch."""
-        if self.query_encoder is None:
+        if self._encoding is None:
             raise ValueError("this searcher has no query encoder: pass query vectors instead of texts")
-        if hasattr(self.query_encoder, "encode_batch"):
-            vectors = self.query_encoder.encode_batch(list(queries))
-        else:
-            vectors = np.stack([np.asarray(self.query_encoder.encode(q)).reshape(-1) for q in queries])
-        vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+        vectors = np.ascontiguousarray(self._encoding.encode(list(queries)), dtype=np.float32)
         if vectors.ndim != 2 or vectors.shape[1] != self.index.d:
             raise InputError(self.index_dir / INDEX_FILE, f"has dimension {self.index.d} but the query encoder "
                                                           f"gave vectors of shape {vectors.shape}", field="dim")

@@ -12,11 +12,11 @@ from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
-from pyserini.encode import QueryEncoder
 
 from ..encoders import load_query_encoder
 from ..index.faiss_dir import META_FILE
 from ..index.merge import check_compatible, order_shards
+from ..pyserini_compat import QueryEncoder
 from .dense import DenseSearcher
 
 

@@ -10,31 +10,36 @@ searcher. ``search``/``batch_search`` keep Pyserini's arguments and defaults (``
 
 The batch path never builds a Python object per intermediate hit: all queries are encoded in
 one batched call and searched with one FAISS call, BM25 runs on Lucene threads and comes back
-as arrays (:mod:`.sparse`), and each query is fused with numpy.
+as arrays (:mod:`.sparse`), and each query is fused with numpy. :func:`build_hybrid` opens both
+indexes the way the hybrid and tune commands do.
 """
 from __future__ import annotations
 
 import time
-from typing import Any, Mapping, Sequence
+from pathlib import Path
+from typing import Any, Iterator, Mapping, Sequence
 
-import numpy as np
-from pyserini.search.faiss import DenseSearchResult
 from tqdm.auto import tqdm
 
-from ...fusion import METHODS, Hits, check_params, fuse_hits, get_method
+from ...fusion import METHODS, Fusion, Hits, get_method, resolve
+from ...fusion.sweep import Lists
 from ...io.runs import Run
-from .sparse import ArraySparse, HitsSparse, sparse_backend
+from ...pyserini_compat import DenseSearchResult
+from .sources import BatchSearcher, HitSource, dense_source
+from .sparse import sparse_source
 
 
-def fusion_params(fusion: str, alpha: float | None = None, normalization: bool | str | None = None,
-                  weight_on_dense: bool = False, **extra: Any) -> dict[str, Any]:
-    """Map Pyserini-style arguments onto what method ``fusion`` takes.
+def pyserini_fusion(fusion: str | Fusion, alpha: float | None = None, normalization: bool | str | None = None,
+                    weight_on_dense: bool = False, **extra: Any) -> Fusion:
+    """Map Pyserini-style arguments onto what method ``fusion`` takes, and resolve it.
 
     ``alpha=None`` and ``normalization=None`` mean the method's own default; ``normalization``
     ``True``/``False`` are Pyserini's flag (centred / none). Passing a setting the method does
     not use (alpha to RRF, say) is an error rather than silently ignored.
     """
-    takes = get_method(fusion).defaults
+    given = {k: v for k, v in dict(extra, alpha=alpha, normalization=normalization).items() if v is not None}
+    if isinstance(fusion, Fusion):  # already resolved: settings beside it are an error (resolve says so)
+        return resolve(fusion, **given, **({"weight_on_dense": True} if weight_on_dense else {}))
     params = dict(extra)
     if alpha is not None:
         params["alpha"] = alpha
@@ -44,23 +49,26 @@ def fusion_params(fusion: str, alpha: float | None = None, normalization: bool |
         params["normalization"] = normalization
     if weight_on_dense:
         params["weight_on_dense"] = True
-    if "normalization" in params and "normalization" not in takes and params["normalization"] == "none":
+    if params.get("normalization") == "none" and "normalization" not in get_method(fusion).defaults:
         del params["normalization"]  # Pyserini's default False means "no normalisation": true of rank methods
-    unknown = sorted(set(params) - set(takes))
-    if unknown:
-        raise ValueError(f"fusion method {fusion!r} does not take {unknown}; it takes {sorted(takes) or 'nothing'}")
-    check_params(fusion, params)
-    return params
+    return resolve(fusion, **params)
+
+
+def fusion_params(fusion: str, alpha: float | None = None, normalization: bool | str | None = None,
+                  weight_on_dense: bool = False, **extra: Any) -> dict[str, Any]:
+    """The checked parameters :func:`pyserini_fusion` gives method ``fusion``."""
+    return dict(pyserini_fusion(fusion, alpha, normalization, weight_on_dense, **extra).params)
 
 
 class HybridSearcher:
     """Fuse a dense searcher's and a sparse searcher's top-k0 lists per query (sparse first, dense second)."""
 
-    def __init__(self, dense_searcher: Any, sparse_searcher: Any):
+    def __init__(self, dense_searcher: BatchSearcher, sparse_searcher: BatchSearcher):
         self.dense_searcher = dense_searcher
         self.sparse_searcher = sparse_searcher
-        self._sparse: ArraySparse | HitsSparse = sparse_backend(sparse_searcher)
-        self._dense_ids: np.ndarray | None = None
+        # Each side adapted once to the array interface (see .sources): no per-call checks of what it is.
+        self._dense: HitSource = dense_source(dense_searcher)
+        self._sparse: HitSource = sparse_source(sparse_searcher)
         self.timings: dict[str, float] = {}
 
     # -- the two retrievers, as arrays ---------------------------------------------------------
@@ -70,46 +78,58 @@ class HybridSearcher:
         return now
 
     def dense_hits(self, queries: Sequence[str], k0: int, threads: int = 1) -> list[Hits]:
-        """Top-k0 (docids, scores) per query; our searchers take the array path, others their batch_search."""
-        dense = self.dense_searcher
+        """Top-k0 (docids, scores) per query from the dense side."""
         start = time.perf_counter()
-        if not hasattr(dense, "search_vectors"):
-            qids = [str(i) for i in range(len(queries))]
-            results = dense.batch_search(list(queries), qids, k0, threads)
-            self._tick("dense", start)
-            return [(np.array([h.docid for h in results[q]], dtype=str),
-                     np.array([h.score for h in results[q]], dtype=np.float64)) for q in qids]
-        vectors = dense.encode_queries(list(queries))
+        encoded = self._dense.encode(queries)
         start = self._tick("encode", start)
-        scores, docs = dense.search_vectors(vectors, k0, threads)
-        if self._dense_ids is None:
-            self._dense_ids = np.asarray(dense.docids, dtype=str)
-        out = []
-        for s, d in zip(scores, docs):
-            keep = d >= 0
-            out.append((self._dense_ids[d[keep]], s[keep].astype(np.float64)))
+        out = self._dense.hits(encoded, k0, threads)
         self._tick("dense", start)
         return out
 
     def sparse_hits(self, queries: Sequence[str], k0: int, threads: int = 1) -> list[Hits]:
+        """Top-k0 (docids, scores) per query from the sparse side."""
         start = time.perf_counter()
-        out = self._sparse.batch_hits(queries, k0, threads)
+        out = self._sparse.hits(self._sparse.encode(queries), k0, threads)
         self._tick("sparse", start)
+        return out
+
+    def _chunks(self, topics: Mapping[str, str], k0: int, threads: int, chunk_size: int, progress: bool,
+                desc: str) -> Iterator[tuple[list[str], list[Hits], list[Hits]]]:
+        """(qids, sparse hits, dense hits) for each chunk of topics, with a progress bar."""
+        if k0 < 1:
+            raise ValueError(f"k0 must be positive, got {k0}")
+        qids, texts = list(topics), list(topics.values())
+        with tqdm(total=len(qids), desc=desc, unit="query", disable=not progress) as bar:
+            for start in range(0, len(qids), chunk_size):
+                chunk = slice(start, start + chunk_size)
+                dense = self.dense_hits(texts[chunk], k0, threads)
+                yield qids[chunk], self.sparse_hits(texts[chunk], k0, threads), dense
+                bar.update(len(texts[chunk]))
+
+    def search_lists(self, topics: Mapping[str, str], k0: int = 1000, threads: int = 1, chunk_size: int = 512,
+                     progress: bool = True) -> Lists:
+        """Both sides' top-k0 hits of every topic, unfused (what a sweep over fusion settings re-scores)."""
+        out: Lists = {}
+        for qids, sparse, dense in self._chunks(topics, k0, threads, chunk_size, progress, "searching sparse + dense"):
+            out.update({q: (s, d) for q, s, d in zip(qids, sparse, dense)})
         return out
 
     # -- fused search --------------------------------------------------------------------------
     def search_hits(self, queries: Sequence[str], k0: int = 10, k: int = 10, threads: int = 1,
-                    fusion: str = "linear", qids: Sequence[str] | None = None, **params: Any) -> list[Hits]:
+                    fusion: str | Fusion = "linear", qids: Sequence[str] | None = None, **params: Any) -> list[Hits]:
         """Fused (docids, scores) per query, best first, ties by docid; ``params`` as the method takes them."""
         if k0 < 1 or k < 1:
             raise ValueError(f"k0 and k must be positive, got k0={k0}, k={k}")
-        check_params(fusion, params)
+        fusion = resolve(fusion, **params)
         queries = list(queries)
         dense = self.dense_hits(queries, k0, threads)
         sparse = self.sparse_hits(queries, k0, threads)
+        return self._fuse(fusion, sparse, dense, k, qids if qids is not None else [None] * len(queries))
+
+    def _fuse(self, fusion: Fusion, sparse: list[Hits], dense: list[Hits], k: int,
+              qids: Sequence[str | None]) -> list[Hits]:
         start = time.perf_counter()
-        names = qids if qids is not None else [None] * len(queries)
-        fused = [fuse_hits([s, d], fusion, k, qid=q, **params) for s, d, q in zip(sparse, dense, names)]
+        fused = [fusion.fuse_hits([s, d], k, qid=q) for s, d, q in zip(sparse, dense, qids)]
         self._tick("fuse", start)
         return fused
 
@@ -117,8 +137,8 @@ class HybridSearcher:
                normalization: bool | str | None = None, weight_on_dense: bool = False, fusion: str = "linear",
                **fusion_options: Any) -> list[DenseSearchResult]:
         """One query, as Pyserini's ``HybridSearcher.search``."""
-        params = fusion_params(fusion, alpha, normalization, weight_on_dense, **fusion_options)
-        docids, scores = self.search_hits([query], k0, k, 1, fusion, **params)[0]
+        chosen = pyserini_fusion(fusion, alpha, normalization, weight_on_dense, **fusion_options)
+        docids, scores = self.search_hits([query], k0, k, 1, chosen)[0]
         return [DenseSearchResult(d, s) for d, s in zip(docids.tolist(), scores.tolist())]
 
     def batch_search(self, queries: Sequence[str], q_ids: Sequence[str], k0: int = 10, k: int = 10,
@@ -128,25 +148,45 @@ class HybridSearcher:
         """Pyserini's ``HybridSearcher.batch_search``, same arguments, plus ``fusion``."""
         if len(queries) != len(q_ids):
             raise ValueError(f"got {len(queries)} queries but {len(q_ids)} query ids")
-        params = fusion_params(fusion, alpha, normalization, weight_on_dense, **fusion_options)
-        fused = self.search_hits(queries, k0, k, threads, fusion, qids=q_ids, **params)
+        chosen = pyserini_fusion(fusion, alpha, normalization, weight_on_dense, **fusion_options)
+        fused = self.search_hits(queries, k0, k, threads, chosen, qids=q_ids)
         return {qid: [DenseSearchResult(d, s) for d, s in zip(docids.tolist(), scores.tolist())]
                 for qid, (docids, scores) in zip(q_ids, fused)}
 
     def search_run(self, topics: Mapping[str, str], k0: int = 1000, k: int = 1000, threads: int = 1,
-                   fusion: str = "linear", chunk_size: int = 512, progress: bool = True, **params: Any) -> Run:
+                   fusion: str | Fusion = "linear", chunk_size: int = 512, progress: bool = True,
+                   **params: Any) -> Run:
         """Every topic, in chunks with a progress bar; ``params`` as the method takes them. Returns a Run."""
-        check_params(fusion, params)
-        qids, texts = list(topics), list(topics.values())
+        fusion = resolve(fusion, **params)
+        if k < 1:
+            raise ValueError(f"k must be positive, got {k}")
         run: Run = {}
-        with tqdm(total=len(qids), desc=f"hybrid search ({fusion})", unit="query", disable=not progress) as bar:
-            for start in range(0, len(qids), chunk_size):
-                chunk = slice(start, start + chunk_size)
-                for qid, (docids, scores) in zip(qids[chunk], self.search_hits(texts[chunk], k0, k, threads, fusion,
-                                                                                 qids=qids[chunk], **params)):
-                    run[qid] = list(zip(docids.tolist(), scores.tolist()))
-                bar.update(len(texts[chunk]))
+        for qids, sparse, dense in self._chunks(topics, k0, threads, chunk_size, progress,
+                                                f"hybrid search ({fusion.name})"):
+            for qid, (docids, scores) in zip(qids, self._fuse(fusion, sparse, dense, k, qids)):
+                run[qid] = list(zip(docids.tolist(), scores.tolist()))
         return run
 
 
-__all__ = ["METHODS", "HybridSearcher", "fusion_params"]
+def build_hybrid(dense_index: str | Path, encoder: str | Path, sparse_index: str | Path, *,
+                 bm25: tuple[float, float] = (0.9, 0.4), language: str = "en", family: str | None = None,
+                 device: str = "cpu", ef_search: int | None = None, batch_size: int = 64,
+                 **encoder_overrides: Any) -> HybridSearcher:
+    """A :class:`HybridSearcher` over a FAISS index dir (queries encoded by ``encoder``) and a Lucene index dir."""
+    from ... import pyserini_compat as compat
+    from ...io.errors import InputError
+    from .. import DenseSearcher
+
+    sparse_dir = Path(sparse_index)
+    if not sparse_dir.is_dir() or not any(sparse_dir.glob("segments_*")):
+        raise InputError(sparse_dir, "is not a Lucene index dir (no segments_N file)")
+    lucene = compat.lucene_searcher_class()(str(sparse_dir))
+    lucene.set_bm25(*bm25)
+    if language != "en":
+        lucene.set_language(language)
+    dense = DenseSearcher(dense_index, encoder, family=family, device=device, ef_search=ef_search,
+                          batch_size=batch_size, **encoder_overrides)
+    return HybridSearcher(dense, lucene)
+
+
+__all__ = ["METHODS", "HybridSearcher", "Lists", "build_hybrid", "fusion_params", "pyserini_fusion"]

@@ -8,7 +8,7 @@ Lucene ``IndexSearcher`` over the same index, the top docs come back as one JSON
 query (Jackson, shipped in Anserini's jar) parsed by numpy, and Lucene doc numbers are mapped to
 collection ids once per document through the ``id`` doc values.
 
-What Anserini's ``SimpleSearcher._search`` does, and so what :meth:`ArraySparse.batch_hits` reproduces:
+What Anserini's ``SimpleSearcher._search`` does, and so what :meth:`ArraySparse.hits` reproduces:
 
 1. Top k by score, ties by collection id (``BREAK_SCORE_TIES_BY_DOCID``), unless the index
    predates Lucene 9 (then Lucene's own order: ties by internal doc number). We ask Lucene for
@@ -18,7 +18,7 @@ What Anserini's ``SimpleSearcher._search`` does, and so what :meth:`ArraySparse.
    i-th member of a run of near-equal scores lowered by i * 1e-6.
 
 Searchers with RM3 or Rocchio feedback, impact searchers and anything else go through their own
-``batch_search`` (:class:`HitsSparse`), so the results never depend on which path ran.
+``batch_search`` (:class:`~.sources.BatchSearchHits`), so the results never depend on which path ran.
 """
 from __future__ import annotations
 
@@ -27,7 +27,9 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
+from ... import pyserini_compat as compat
 from ...fusion.base import Hits
+from .sources import BatchSearcher, BatchSearchHits, HitSource
 
 _F32 = np.float32
 
@@ -97,23 +99,6 @@ def _map_threads(fn: Callable[[Any], Any], items: Sequence[Any], threads: int) -
     return results
 
 
-class HitsSparse:
-    """Any Pyserini sparse searcher through its own ``batch_search`` (hit objects read one by one)."""
-
-    def __init__(self, searcher: Any):
-        self.searcher = searcher
-
-    def batch_hits(self, queries: Sequence[str], k: int, threads: int = 1) -> list[Hits]:
-        qids = [str(i) for i in range(len(queries))]
-        results = self.searcher.batch_search(list(queries), qids, k=k, threads=threads)
-        out = []
-        for qid in qids:
-            hits = results.get(qid, [])
-            out.append((np.array([h.docid for h in hits], dtype=str),
-                        np.array([h.score for h in hits], dtype=np.float64)))
-        return out
-
-
 class ArraySparse:
     """A ``LuceneSearcher``'s BM25 (or QLD) search returning arrays; see the module docstring."""
 
@@ -138,12 +123,9 @@ class ArraySparse:
 
     @staticmethod
     def supports(searcher: Any) -> bool:
-        """Plain ``LuceneSearcher`` over a local dir, no query expansion."""
-        from pyserini.search.lucene import LuceneSearcher
-
-        java = getattr(searcher, "object", None)
-        return (type(searcher) is LuceneSearcher and java is not None and getattr(searcher, "index_dir", None)
-                and not java.use_rm3() and not java.use_rocchio())
+        """Plain ``LuceneSearcher`` over a local dir, no query expansion (in Java or, Pyserini >= 2.1, Python)."""
+        return (type(searcher) is compat.lucene_searcher_class() and bool(searcher.index_dir)
+                and not compat.uses_feedback(searcher))
 
     def _top_docs_mapper(self) -> Any:
         """A Jackson mapper writing ``TopDocs`` as ``[[[score, doc], ...]]`` and nothing else."""
@@ -169,7 +151,7 @@ class ArraySparse:
         # The similarity is read on every batch: the user may call set_bm25 between searches.
         searcher = self._autoclass("org.apache.lucene.search.IndexSearcher")(
             self._cast("org.apache.lucene.index.IndexReader", self.reader))
-        searcher.setSimilarity(self.searcher.object.get_similarity())
+        searcher.setSimilarity(compat.java_searcher(self.searcher).get_similarity())
         return searcher
 
     def _parse(self, top_docs: Any) -> tuple[np.ndarray, np.ndarray]:
@@ -208,11 +190,14 @@ class ArraySparse:
             self._have[missing] = True
         return self._ids[docs].astype(str) if len(docs) else np.array([], dtype=str)
 
-    def batch_hits(self, queries: Sequence[str], k: int, threads: int = 1) -> list[Hits]:
+    def encode(self, queries: Sequence[str]) -> list[str]:
+        return list(queries)  # Lucene analyses each query itself
+
+    def hits(self, queries: Sequence[str], k: int, threads: int = 1) -> list[Hits]:
         """Per query (docids, float64 scores) exactly as ``LuceneSearcher.batch_search(..., k)`` returns them."""
         if k < 1:
             raise ValueError(f"k must be positive, got {k}")
-        searcher, analyzer = self._index_searcher(), self.searcher.object.get_analyzer()
+        searcher, analyzer = self._index_searcher(), compat.java_searcher(self.searcher).get_analyzer()
         chunk = max(1, -(-len(queries) // (4 * max(1, threads))))
         chunks = [list(queries[i:i + chunk]) for i in range(0, len(queries), chunk)]
         raw = [r for part in _map_threads(lambda texts: [self._search_one(searcher, analyzer, t, k) for t in texts],
@@ -230,6 +215,6 @@ class ArraySparse:
 _BRACKETS = str.maketrans("[]", "  ")
 
 
-def sparse_backend(searcher: Any) -> ArraySparse | HitsSparse:
+def sparse_source(searcher: BatchSearcher) -> HitSource:
     """The array path when it reproduces ``batch_search`` exactly, else ``batch_search`` itself."""
-    return ArraySparse(searcher) if ArraySparse.supports(searcher) else HitsSparse(searcher)
+    return ArraySparse(searcher) if ArraySparse.supports(searcher) else BatchSearchHits(searcher)

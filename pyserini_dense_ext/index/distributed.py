@@ -22,6 +22,7 @@ from tqdm.auto import tqdm
 
 from .._env import keep_signal_handlers
 from ..io.corpus import Doc
+from .chunks import chunk_paths, load_chunks, save_chunk
 
 LOCAL = "local"  # --ray with no address: start a Ray instance on this machine (or join $RAY_ADDRESS)
 
@@ -96,9 +97,7 @@ class ChunkEncoder:
 
 def encode_chunks_ray(docs: Sequence[Doc], options: RayOptions, work: Path, encoder_id: dict[str, Any],
                       chunk_size: int = 1024, batch_size: int = 32, progress: bool = True) -> np.ndarray:
-    """:func:`~pyserini_dense_ext.encode.encode_chunks` with chunks encoded by Ray actors."""
-    from . import chunk_paths, load_chunks
-
+    """:func:`~.encode.encode_chunks` with chunks encoded by Ray actors."""
     ray = import_ray()
     names = chunk_paths(docs, work, encoder_id, chunk_size)
     todo = [c for c, path in enumerate(names) if not path.is_file()]
@@ -120,8 +119,6 @@ def encode_chunks_ray(docs: Sequence[Doc], options: RayOptions, work: Path, enco
 def _run_actors(ray: Any, docs: Sequence[Doc], options: RayOptions, names: list[Path], todo: list[int],
                 chunk_size: int, batch_size: int, progress: bool) -> None:
     from ray.util import ActorPool
-
-    from . import save_chunk
 
     gpus = 1 if options.device.startswith("cuda") else 0
     workers = options.workers or _default_workers(ray, options, gpus)
