@@ -130,7 +130,13 @@ def fusion_from_args(args: argparse.Namespace):
 
 
 def run_cli(main: Callable[[list[str] | None], int], argv: list[str] | None = None) -> None:
-    """Exit with ``main``'s code; bad input prints one clear line (file, line, field) and exits 2."""
+    """Exit with ``main``'s code; bad input prints one clear line (file, line, field) and exits 2.
+
+    Warnings (an index's recorded config contradicted, say) print as ``WARNING: ...`` lines.
+    """
+    import logging
+
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
     try:
         code = main(argv)
     except (InputError, FileExistsError, ValueError) as e:

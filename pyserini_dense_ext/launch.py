@@ -4,32 +4,76 @@
 Java (see ``_env``), registers our classes in Pyserini's class maps, widens the hand-typed
 ``--encoder-class`` choices of Pyserini's parsers to include them, and, when ``--encoder`` is one
 of our model dirs or ONNX exports and no class was named, names ours, so Pyserini's substring
-guess (a path containing 'ance' or 'dpr') can never pick the wrong class. Then it runs
-``pyserini.<module>`` as ``__main__`` with the remaining arguments.
+guess (a path containing 'ance' or 'dpr') can never pick the wrong class. For searches, an index
+that recorded its encoder config (ours) configures our query encoder exactly as our own search
+command does (a plain HF dir then needs no class or flag; a contradiction warns, another family is
+an error). Then it runs ``pyserini.<module>`` as ``__main__`` with the remaining arguments.
 """
 from __future__ import annotations
 
 import argparse
 import contextlib
-import runpy
 import sys
+from pathlib import Path
 from typing import Iterator
 
 import pyserini_dense_ext  # noqa: F401  (Java/offline set-up before Pyserini loads)
 
-from .cli import run_cli
+from . import pyserini_compat as compat
+from .cli import run_cli, split_groups
 from .encoders import FAMILIES, describe, find_backend, register
+from .index.faiss_dir import IndexMeta
 
 MODULES = ("search.faiss", "encode", "search.hybrid")
+SEARCHES = ("search.faiss", "search.hybrid")
+HYBRID_GROUPS = ("dense", "sparse", "fusion", "run")  # pyserini.search.hybrid's argument groups
 
 
-def our_class_for(encoder: str) -> str | None:
-    """The class-map key for one of our model dirs or ONNX exports (the files say so), else None (a plain HF dir
-    or anything else: left to Pyserini)."""
+def _value(args: list[str], flag: str) -> str | None:
+    return args[args.index(flag) + 1] if flag in args[:-1] else None
+
+
+def dense_index(module: str, args: list[str]) -> str | None:
+    """The ``--index`` the query encoder searches: search.faiss's, or that of search.hybrid's dense group."""
+    if module not in SEARCHES:
+        return None
+    group = split_groups(args, HYBRID_GROUPS).get("dense", []) if module == "search.hybrid" else args
+    return _value(group, "--index")
+
+
+def _recorded(index: str | None) -> IndexMeta | None:
+    """The metadata of an index dir of ours that recorded its encoder config, else None."""
+    from .search.index_config import index_config
+
+    if index is None or not Path(index).is_dir():
+        return None  # a Pyserini prebuilt index name, or nothing
+    meta = IndexMeta.load(Path(index))
+    return meta if meta is not None and index_config(meta, index) is not None else None
+
+
+def our_class_for(encoder: str, index: str | None = None) -> str | None:
+    """The class-map key for one of our model dirs or ONNX exports (the files say so), or for a plain HF dir
+    searching an index that recorded our encoder config; else None (left to Pyserini)."""
     backend = find_backend(encoder)
-    if backend is None or describe(encoder).config is None:
+    if backend is None or (describe(encoder).config is None and _recorded(index) is None):
         return None
     return backend.pyserini_key
+
+
+def configured_classes(module: str, args: list[str]) -> dict[str, tuple[type, type]]:
+    """Our class named by ``--encoder-class``, configured for this search by the index's recorded encoder config
+    (:mod:`.search.index_config`), to register under the same key; empty when there is nothing to configure."""
+    from .search.index_config import query_encoder_settings
+
+    key, encoder, index = _value(args, "--encoder-class"), _value(args, "--encoder"), dense_index(module, args)
+    meta = _recorded(index)
+    if meta is None or encoder is None or not (key or "").startswith("dense_ext"):
+        return {}
+    query_map, document_map = compat.class_maps()
+    base = query_map[key]
+    family, preset = query_encoder_settings(meta, index, encoder, base.family, {})
+    configured = type(base.__name__, (base,), {"family": family, "preset": preset, "__module__": base.__module__})
+    return {key: (configured, document_map[key])}
 
 
 @contextlib.contextmanager
@@ -55,7 +99,7 @@ def prepare_argv(module: str, args: list[str]) -> list[str]:
     if "--encoder" not in args or "--encoder-class" in args:
         return args
     encoder = args[args.index("--encoder") + 1]
-    key = our_class_for(encoder)
+    key = our_class_for(encoder, dense_index(module, args))
     if key is None:
         return args
     if module == "encode":
@@ -88,9 +132,10 @@ def main(argv: list[str] | None = None) -> int:
         names += onnx_backend.register()
     except ImportError:
         pass
-    sys.argv = [f"pyserini.{module}"] + prepare_argv(module, rest)
+    argv = prepare_argv(module, rest)
+    register(configured_classes(module, argv))
     with widened_encoder_class_choices(names):
-        runpy.run_module(f"pyserini.{module}", run_name="__main__", alter_sys=True)
+        compat.run_main(module, argv)
     return 0
 
 

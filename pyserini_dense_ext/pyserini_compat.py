@@ -26,7 +26,7 @@ from pyserini.search.faiss import DenseSearchResult
 
 __all__ = ["DenseSearchResult", "DocumentEncoder", "QueryEncoder", "QueryEncoderShape", "class_maps",
            "encoded_queries", "java_searcher", "lucene_indexer", "lucene_searcher_class", "query_encoder_shape",
-           "uses_feedback"]
+           "run_main", "uses_feedback"]
 
 
 @dataclass(frozen=True)
@@ -77,6 +77,15 @@ def lucene_indexer(index_dir: str, args: list[str], threads: int) -> Any:
     from pyserini.index.lucene import LuceneIndexer
 
     return LuceneIndexer(index_dir, args=args, threads=threads)
+
+
+def run_main(module: str, argv: list[str]) -> None:
+    """Run ``python -m pyserini.<module> argv...`` in this process (``search.faiss``, ``encode``, ...)."""
+    import runpy
+    import sys
+
+    sys.argv = [f"pyserini.{module}", *argv]
+    runpy.run_module(f"pyserini.{module}", run_name="__main__", alter_sys=True)
 
 
 def uses_feedback(searcher: Any) -> bool:

@@ -50,13 +50,12 @@ def step(n: int, text: str) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    from pyserini.search.lucene import LuceneSearcher
-
-    from .index.encode import encode_corpus
+    from . import pyserini_compat as compat
     from .encoders import DenseQueryEncoder, load_document_encoder
     from .eval.metrics import evaluate
     from .fusion import fuse
     from .index import read_index_dir
+    from .index.encode import encode_corpus
     from .index.lucene import build_lucene_index
     from .io import read_corpus, read_qrels, read_topics, write_run
     from .search import DenseSearcher
@@ -92,7 +91,7 @@ def main(argv: list[str] | None = None) -> int:
 
     step(4, f"searching {len(topics)} queries, top {args.hits}")
     qids, texts = list(topics), list(topics.values())
-    lucene = LuceneSearcher(str(bm25_dir))
+    lucene = compat.lucene_searcher_class()(str(bm25_dir))
     lucene.set_bm25(*args.bm25)
     hits = lucene.batch_search(texts, qids, k=args.hits, threads=args.threads)
     runs = {"BM25": {q: [(h.docid, h.score) for h in hits[q]] for q in qids}}

@@ -6,9 +6,11 @@ skip with the reason when those are absent.
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import string
 from pathlib import Path
+from typing import Any, Iterator
 
 import pytest
 
@@ -96,6 +98,29 @@ def tiny_family_dirs(tmp_path_factory, tiny_bert) -> dict[str, Path]:
     return dirs
 
 
+@contextlib.contextmanager
+def crash_on_call(obj: Any, name: str, n: int, error: type[BaseException] = KeyboardInterrupt) -> Iterator[None]:
+    """Within the block, the ``n``-th call of ``obj.name`` raises ``error`` (a kill mid-run); the others run it."""
+    own = name in vars(obj)
+    real, calls = getattr(obj, name), 0
+
+    def crashing(*args: Any, **kwargs: Any) -> Any:
+        nonlocal calls
+        calls += 1
+        if calls == n:
+            raise error
+        return real(*args, **kwargs)
+
+    setattr(obj, name, crashing)
+    try:
+        yield
+    finally:
+        if own:
+            setattr(obj, name, real)
+        else:
+            delattr(obj, name)
+
+
 def write_jsonl(path: Path, rows: list[dict]) -> Path:
     import json
 
@@ -126,10 +151,10 @@ def cache_dir() -> Path:
 @pytest.fixture(scope="session")
 def scifact_minilm_index(scifact, minilm_dir) -> Path:
     """SciFact encoded with MiniLM into a flat index dir, built once and reused (a few minutes on 2 cores)."""
-    from pyserini_dense_ext.index.encode import encode_corpus
     from pyserini_dense_ext.encoders import load_model
     from pyserini_dense_ext.encoders.presets import MINILM
     from pyserini_dense_ext.index import read_index_dir
+    from pyserini_dense_ext.index.encode import encode_corpus
     from pyserini_dense_ext.io import read_corpus
 
     out = cache_dir() / "scifact-minilm"

@@ -17,10 +17,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from pyserini_dense_ext.index.encode import encode_corpus
 from pyserini_dense_ext.encoders import load_model, load_query_encoder
 from pyserini_dense_ext.encoders.encoded_queries import load_encoded_queries, save_encoded_queries
 from pyserini_dense_ext.index import build_faiss_index, read_index_dir, write_index_dir
+from pyserini_dense_ext.index.encode import encode_corpus
 from pyserini_dense_ext.index.faiss_dir import IndexMeta
 from pyserini_dense_ext.io import InputError, read_corpus, read_qrels, read_run, read_topics
 from pyserini_dense_ext.search import DenseSearcher

@@ -6,12 +6,13 @@ import json
 import faiss
 import numpy as np
 import pytest
+from conftest import crash_on_call
 
-from pyserini_dense_ext.index.chunks import partial_dir
-from pyserini_dense_ext.index.encode import encode_corpus, shard_slice
 from pyserini_dense_ext.encode.__main__ import main as encode_main
 from pyserini_dense_ext.encoders import load_model, load_query_encoder
 from pyserini_dense_ext.index import build_faiss_index, read_index_dir, write_index_dir
+from pyserini_dense_ext.index.chunks import partial_dir
+from pyserini_dense_ext.index.encode import encode_corpus, shard_slice
 from pyserini_dense_ext.index.faiss_dir import IndexMeta
 from pyserini_dense_ext.io import InputError, read_corpus
 from pyserini_dense_ext.search import DenseSearcher
@@ -110,23 +111,11 @@ def test_interrupted_write_leaves_no_index(tiny_family_dirs, tiny_corpus, tmp_pa
 def test_resume_after_a_crash_equals_an_uninterrupted_build(tiny_family_dirs, tiny_corpus, tmp_path):
     clean = build(tiny_family_dirs["repbert"], tiny_corpus, tmp_path / "clean")
     model = load_model(tiny_family_dirs["repbert"])
-    calls = {"n": 0}
-    real_encode = model.encode
-
-    def crash_on_second_chunk(*args, **kwargs):
-        calls["n"] += 1
-        if calls["n"] == 2:
-            raise KeyboardInterrupt
-        return real_encode(*args, **kwargs)
-
-    model.encode = crash_on_second_chunk
     docs = read_corpus(tiny_corpus)
-    with pytest.raises(KeyboardInterrupt):
+    with crash_on_call(model, "encode", 2), pytest.raises(KeyboardInterrupt):  # killed in the second chunk
         encode_corpus(docs, model, tmp_path / "resumed", {"model": "x"}, chunk_size=5, progress=False)
     assert not (tmp_path / "resumed").exists()
     assert len(list(partial_dir(tmp_path / "resumed").glob("chunk-*.npy"))) == 1
-    model.encode = real_encode
-    calls["n"] = 0
     encode_corpus(docs, model, tmp_path / "resumed", {"model": "x"}, chunk_size=5, progress=False)
     a, ids_a, _ = read_index_dir(clean)
     b, ids_b, _ = read_index_dir(tmp_path / "resumed")

@@ -20,13 +20,13 @@ from pathlib import Path
 import faiss
 import numpy as np
 import pytest
-from conftest import WORDS, write_jsonl
+from conftest import WORDS, crash_on_call, write_jsonl
 
-from pyserini_dense_ext.index.chunks import partial_dir
-from pyserini_dense_ext.index.encode import encode_corpus
 from pyserini_dense_ext.encode.__main__ import main as encode_main
 from pyserini_dense_ext.encoders import load_model, load_query_encoder
 from pyserini_dense_ext.index import build_faiss_index, read_index_dir, write_index_dir
+from pyserini_dense_ext.index.chunks import partial_dir
+from pyserini_dense_ext.index.encode import encode_corpus
 from pyserini_dense_ext.index.faiss_dir import IndexMeta
 from pyserini_dense_ext.index.merge import main as merge_main
 from pyserini_dense_ext.index.merge import merge_index_dirs
@@ -170,20 +170,9 @@ def test_a_chunk_that_is_not_ours_is_refused(models, corpus, tmp_path):
     out = tmp_path / "idx"
     model = load_model(models["repbert"])
     docs = read_corpus(corpus)
-    real = model.encode
-    calls = {"n": 0}
-
-    def crash_on_third(*args, **kwargs):
-        calls["n"] += 1
-        if calls["n"] == 3:
-            raise KeyboardInterrupt
-        return real(*args, **kwargs)
-
-    model.encode = crash_on_third
-    with pytest.raises(KeyboardInterrupt):
+    with crash_on_call(model, "encode", 3), pytest.raises(KeyboardInterrupt):
         encode_corpus(docs, model, out, {"model": "x"}, chunk_size=CHUNK, progress=False)
     np.save(partial_dir(out) / "chunk-000001.npy", np.zeros((3, 32), np.float32))  # wrong length
-    model.encode = real
     with pytest.raises(ValueError, match=r"chunk-000001.npy holds float32 \(3, 32\), expected 10 float32 rows"):
         encode_corpus(docs, model, out, {"model": "x"}, chunk_size=CHUNK, progress=False)
     assert not out.exists()
@@ -343,17 +332,9 @@ def ray_cluster():
 def test_ray_encoding_equals_single_process_and_resumes_its_chunks(ray_cluster, models, corpus, unsharded, tmp_path):
     out = tmp_path / "idx"
     model = load_model(models["repbert"])
-    real, calls = model.encode, {"n": 0}
-
-    def crash_on_fifth(*args, **kwargs):
-        calls["n"] += 1
-        if calls["n"] == 5:
-            raise KeyboardInterrupt
-        return real(*args, **kwargs)
-
-    model.encode = crash_on_fifth  # a single-process run dies after 4 chunks ...
     encoder_id = {"model": str(models["repbert"]), **model.config.to_dict()}
-    with pytest.raises(KeyboardInterrupt):
+    # a single-process run dies after 4 chunks ...
+    with crash_on_call(model, "encode", 5), pytest.raises(KeyboardInterrupt):
         encode_corpus(read_corpus(corpus), model, out, encoder_id, chunk_size=CHUNK, batch_size=8, progress=False)
     assert len(list(partial_dir(out).glob("chunk-*.npy"))) == 4
     # ... and the same command with --ray finishes it on 2 workers
@@ -476,19 +457,9 @@ def test_pickled_chunk_and_pickled_model_weights_run_no_code(tiny_bert, models, 
     # a chunk file in the partial dir that is really a pickled object array
     out = tmp_path / "idx"
     model = load_model(models["repbert"])
-    real, calls = model.encode, {"n": 0}
-
-    def crash_on_second(*args, **kwargs):
-        calls["n"] += 1
-        if calls["n"] == 2:
-            raise KeyboardInterrupt
-        return real(*args, **kwargs)
-
-    model.encode = crash_on_second
-    with pytest.raises(KeyboardInterrupt):
+    with crash_on_call(model, "encode", 2), pytest.raises(KeyboardInterrupt):
         encode_corpus(read_corpus(corpus), model, out, {"model": "x"}, chunk_size=CHUNK, progress=False)
     np.save(partial_dir(out) / "chunk-000000.npy", np.array([Payload()], dtype=object), allow_pickle=True)
-    model.encode = real
     with pytest.raises(ValueError, match="chunk-000000.npy is not a plain float32 .npy chunk.*allow_pickle=False"):
         encode_corpus(read_corpus(corpus), model, out, {"model": "x"}, chunk_size=CHUNK, progress=False)
     # a model dir whose weights are a malicious pytorch_model.bin (torch.save is a pickle)

@@ -12,7 +12,6 @@ from pyserini_dense_ext.eval.metrics import evaluate
 from pyserini_dense_ext.io import read_qrels, read_topics
 from pyserini_dense_ext.search import DenseSearcher
 
-
 pytestmark = pytest.mark.slow
 
 
@@ -27,6 +26,15 @@ def test_minilm_dense_reproduces_mteb(scifact_minilm_index, minilm_dir, test_spl
     assert len(topics) == 300
     searcher = DenseSearcher(scifact_minilm_index, minilm_dir, **MINILM)
     scores = evaluate(searcher.search_run(topics, k=1000, progress=False), qrels, ("ndcg@10", "recall@100"))
+    assert scores["ndcg@10"] == pytest.approx(0.6451, abs=0.005)
+
+
+def test_the_index_record_configures_minilm_named_only_by_family(scifact_minilm_index, minilm_dir, test_split):
+    """``search --family repbert`` on the MiniLM index once used RepBERT's 20 query tokens (nDCG@10 0.6045)."""
+    topics, qrels = test_split
+    searcher = DenseSearcher(scifact_minilm_index, minilm_dir, family="repbert")
+    assert searcher.query_encoder.config.query_max_length == MINILM["query_max_length"]
+    scores = evaluate(searcher.search_run(topics, k=1000, progress=False), qrels, ("ndcg@10",))
     assert scores["ndcg@10"] == pytest.approx(0.6451, abs=0.005)
 
 
@@ -48,8 +56,8 @@ def test_hybrid_tuned_on_train_beats_bm25_and_dense_on_test(scifact, scifact_min
     """Issue 3's claim: alpha tuned on the 809 train queries; the tuned hybrid wins on the 300 test queries."""
     from pyserini.search.lucene import LuceneSearcher
 
-    from pyserini_dense_ext.search.hybrid import HybridSearcher
     from pyserini_dense_ext.fusion.sweep import Variant, best_values, sweep
+    from pyserini_dense_ext.search.hybrid import HybridSearcher
 
     bm25 = LuceneSearcher(str(scifact_bm25_index))
     bm25.set_bm25(0.9, 0.4)

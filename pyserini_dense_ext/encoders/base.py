@@ -15,8 +15,8 @@ from typing import TYPE_CHECKING, Callable, ClassVar, Sequence
 import numpy as np
 import torch
 import torch.nn.functional as F
-from tqdm.auto import tqdm
 
+from ..progress import progress_bar
 from .interface import SIDES, Side, check_side
 
 if TYPE_CHECKING:
@@ -73,7 +73,7 @@ def encode_texts(texts: Sequence[str], tokenize: Callable[[list[str]], Features]
     features = tokenize(texts)
     order = np.argsort([-len(x) for x in features["input_ids"]], kind="stable")
     out: np.ndarray | None = None
-    with tqdm(total=len(texts), desc=desc, unit="text", disable=not progress, leave=False) as bar:
+    with progress_bar(len(texts), desc, "text", progress, leave=False) as bar:
         for start in range(0, len(texts), batch_size):
             rows = order[start:start + batch_size]
             vectors = np.asarray(infer(collate(features, rows, pad_id)), dtype=np.float32)

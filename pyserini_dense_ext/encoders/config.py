@@ -82,8 +82,9 @@ class EncoderConfig:
                 raise bad(name, f"must be 0 or 1, got {getattr(self, name)!r}")
         if self.projection_dim is not None and (not isinstance(self.projection_dim, int) or self.projection_dim < 1):
             raise bad("projection_dim", f"must be a positive integer or null, got {self.projection_dim!r}")
-        for name, why in FAMILIES[self.family].problems(self):
-            raise bad(name, why)
+        problems = FAMILIES[self.family].problems(self)  # the family module's own rules
+        if problems:
+            raise bad(*problems[0])
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -21,24 +21,34 @@ from .interface import Encoder, Side
 from .registry import FAMILIES
 
 
-class _Loads:
+class _Wraps:
+    """What both Pyserini wrappers share: how they load an :class:`Encoder` (``model``) and its dimension and config."""
+
+    model: Encoder
     family: ClassVar[str | None] = None  # None: the family comes from the files
     backend: ClassVar[str | None] = None  # None: whichever backend claims the path
-    # Defaults a launcher sets from an index's recorded config (fields the files and flags leave unset).
-    defaults: ClassVar[dict[str, Any]] = {}
+    # Config fields a launcher sets for one run (from the encoder config an index recorded, see launch).
+    preset: ClassVar[dict[str, Any]] = {}
 
     @classmethod
     def _load(cls, path: str, side: Side, device: str, options: dict[str, Any]) -> Encoder:
-        """Keep the options that are ours to set: Pyserini's CLIs also pass prefix, fp16, pooling..., which the
-        files own."""
+        """Load with the options that are ours (config fields, the backend's own); Pyserini's CLIs also pass
+        ``prefix``, ``fp16`` and the like, which are not."""
         backend = get_backend(cls.backend) if cls.backend else backend_for(path)
         kept = {k: v for k, v in options.items() if k in CONFIG_FIELDS and k != "family" or k in backend.extra_options}
-        return load_encoder(path, family=cls.family or cls.defaults.get("family"), side=side, device=device,
-                            backend=backend.name, **{**{k: v for k, v in cls.defaults.items() if k != "family"},
-                                                     **kept})
+        return load_encoder(path, family=cls.family, side=side, device=device, backend=backend.name,
+                            **{**cls.preset, **kept})
+
+    @property
+    def dim(self) -> int:
+        return self.model.dim
+
+    @property
+    def config(self) -> EncoderConfig:
+        return self.model.config
 
 
-class DenseQueryEncoder(_Loads, compat.QueryEncoder):
+class DenseQueryEncoder(_Wraps, compat.QueryEncoder):
     """Pyserini query encoder; ``encode`` gives ``(d,)``, ``encode_batch`` gives ``(n, d)`` float32."""
 
     def __init__(self, encoder_dir: str | None = None, tokenizer_name: str | None = None,
@@ -53,14 +63,6 @@ class DenseQueryEncoder(_Loads, compat.QueryEncoder):
         self.table = compat.encoded_queries(self)
         if not self.has_model and self.table is None:
             raise ValueError("neither a query encoder model nor encoded queries were given")
-
-    @property
-    def dim(self) -> int:
-        return self.model.dim
-
-    @property
-    def config(self) -> EncoderConfig:
-        return self.model.config
 
     @staticmethod
     def _load_embeddings(encoded_query_dir: str) -> dict[str, np.ndarray]:
@@ -83,7 +85,7 @@ class DenseQueryEncoder(_Loads, compat.QueryEncoder):
         return self.model.encode(list(queries), "query", batch_size=self.batch_size, progress=progress)
 
 
-class DenseDocumentEncoder(_Loads, compat.DocumentEncoder):
+class DenseDocumentEncoder(_Wraps, compat.DocumentEncoder):
     """Pyserini document encoder; ``encode`` gives ``(n, d)``, or ``(n, m, d)`` for ME-BERT with m > 1."""
 
     def __init__(self, model_name: str | None = None, tokenizer_name: str | None = None, device: str = "cpu",
@@ -93,14 +95,6 @@ class DenseDocumentEncoder(_Loads, compat.DocumentEncoder):
                 raise ValueError(f"{type(self).__name__} needs a model dir or a document-side ONNX export")
             model = self._load(model_name, "document", device, options)
         self.model, self.batch_size = model, batch_size
-
-    @property
-    def dim(self) -> int:
-        return self.model.dim
-
-    @property
-    def config(self) -> EncoderConfig:
-        return self.model.config
 
     def encode(self, texts: list[str], titles: list[str] | None = None, max_length: int | None = None,
                **kwargs: Any) -> np.ndarray:

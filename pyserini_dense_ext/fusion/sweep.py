@@ -10,9 +10,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
-from tqdm.auto import tqdm
 
 from ..eval.metrics import Qrels, evaluate
+from ..progress import progress_iter
 from . import METHODS, NORMALIZATIONS, Hits, Run, as_hits, get_method, pool, resolve, to_ranking
 
 Lists = dict[str, tuple[Hits, Hits]]  # qid -> (sparse hits, dense hits)
@@ -71,7 +71,7 @@ def sweep(lists: Lists, qrels: Qrels, variants: Sequence[Variant], alphas: Seque
     pools = {q: pool([s, d], q) for q, (s, d) in lists.items()}
     grid = [(v, x) for v in variants for x in ({"alpha": alphas, "rrf_k": rrf_ks}.get(v.sweep or "", [None]))]
     rows = _alone(lists, qrels, metrics)
-    for variant, value in tqdm(grid, desc="sweep", unit="setting", disable=not progress):
+    for variant, value in progress_iter(grid, "sweep", "setting", progress):
         fusion = resolve(variant.method, **variant.params(value))
         run = {q: to_ranking(fusion.fuse_pool(p, k)) for q, p in pools.items()}
         rows.append({"method": variant.label, "value": value, **evaluate(run, qrels, metrics)})

@@ -18,10 +18,10 @@ from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
-from tqdm.auto import tqdm
 
 from .._env import keep_signal_handlers
 from ..io.corpus import Doc
+from ..progress import progress_bar
 from .chunks import chunk_paths, load_chunks, save_chunk
 
 LOCAL = "local"  # --ray with no address: start a Ray instance on this machine (or join $RAY_ADDRESS)
@@ -133,8 +133,8 @@ def _run_actors(ray: Any, docs: Sequence[Doc], options: RayOptions, names: list[
 
     done_docs = len(docs) - sum(min(chunk_size, len(docs) - c * chunk_size) for c in todo)
     try:
-        with tqdm(total=len(docs), initial=done_docs, desc=f"encoding corpus on {len(actors)} Ray workers",
-                  unit="doc", disable=not progress) as bar:
+        with progress_bar(len(docs), f"encoding corpus on {len(actors)} Ray workers", "doc", progress,
+                          initial=done_docs) as bar:
             for chunk, vectors in pool.map_unordered(submit, todo):
                 save_chunk(names[chunk], vectors)
                 bar.update(len(vectors))

@@ -11,10 +11,10 @@ from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
-from tqdm.auto import tqdm
 
 from ..encoders import Encoder
 from ..io.corpus import Doc
+from ..progress import progress_bar
 from .chunks import chunk_paths, load_chunks, partial_dir, save_chunk
 from .distributed import RayOptions, encode_chunks_ray
 from .faiss_dir import IndexMeta, build_faiss_index, write_index_dir
@@ -34,8 +34,7 @@ def encode_chunks(docs: Sequence[Doc], model: Encoder, work: Path, encoder_id: d
     """Encode ``docs`` into ``work/chunk-*.npy``, resuming finished chunks; return all vectors in order."""
     names = chunk_paths(docs, work, encoder_id, chunk_size)
     done = sum(1 for p in names if p.is_file())
-    with tqdm(total=len(docs), desc="encoding corpus", unit="doc", disable=not progress,
-              initial=min(done * chunk_size, len(docs))) as bar:
+    with progress_bar(len(docs), "encoding corpus", "doc", progress, initial=min(done * chunk_size, len(docs))) as bar:
         for c, path in enumerate(names):
             if path.is_file():
                 continue

@@ -12,10 +12,10 @@ import json
 from pathlib import Path
 from typing import Sequence
 
-from tqdm.auto import tqdm
 
 from ..io.atomic import atomic_dir
 from ..io.corpus import Doc
+from ..progress import progress_bar
 
 
 def build_lucene_index(docs: Sequence[Doc], out_dir: str | Path, threads: int = 2, store_raw: bool = True,
@@ -24,17 +24,17 @@ def build_lucene_index(docs: Sequence[Doc], out_dir: str | Path, threads: int = 
 
     ``store_raw`` keeps each document's JSON so ``LuceneSearcher.doc(docid).raw()`` works.
     """
-    from pyserini.index.lucene import LuceneIndexer
-
     import pyserini_dense_ext  # noqa: F401  (Java settings before the JVM starts)
+
+    from .. import pyserini_compat as compat
 
     out_dir = Path(out_dir)
     if not docs:
         raise ValueError("no documents to index")
     with atomic_dir(out_dir, overwrite) as tmp:
         args = ["-index", str(tmp)] + (["-storeRaw"] if store_raw else [])
-        indexer = LuceneIndexer(str(tmp), args=args, threads=threads)
-        with tqdm(total=len(docs), desc="lucene index", unit="doc", disable=not progress) as bar:
+        indexer = compat.lucene_indexer(str(tmp), args, threads)
+        with progress_bar(len(docs), "lucene index", "doc", progress) as bar:
             for start in range(0, len(docs), batch_size):
                 chunk = docs[start:start + batch_size]
                 indexer.add_batch_raw([json.dumps({"id": d.docid, "contents": d.contents}) for d in chunk])

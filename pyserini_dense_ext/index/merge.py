@@ -18,11 +18,11 @@ from typing import Any, Sequence
 
 import faiss
 import numpy as np
-from tqdm.auto import tqdm
 
 import pyserini_dense_ext  # noqa: F401  (Java/offline set-up before Pyserini loads)
 
 from ..io.errors import InputError
+from ..progress import progress_iter
 from .faiss_dir import (INDEX_FILE, INDEX_TYPES, META_FILE, IndexMeta, build_faiss_index, read_index_dir,
                         write_index_dir)
 
@@ -41,7 +41,7 @@ def load_shards(shard_dirs: Sequence[str | Path], progress: bool = False) -> lis
     if not shard_dirs:
         raise ValueError("no shard dirs given")
     shards = []
-    for d in tqdm(shard_dirs, desc="reading shards", unit="shard", disable=not progress):
+    for d in progress_iter(shard_dirs, "reading shards", "shard", progress):
         index, row_docids, meta = read_index_dir(d)
         shards.append(Shard(Path(d), index, row_docids, meta, (Path(d) / META_FILE).is_file()))
     ordered = order_shards([(s.path, s.meta, s.has_meta) for s in shards])

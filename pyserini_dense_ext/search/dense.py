@@ -15,13 +15,14 @@ from typing import Any, Callable, Mapping, Sequence
 
 import faiss
 import numpy as np
-from tqdm.auto import tqdm
 
 from ..encoders import DenseQueryEncoder, EncoderConfig, load_query_encoder
 from ..index import INDEX_FILE, read_index_dir
 from ..io.errors import InputError
 from ..io.runs import Run
+from ..progress import progress_bar
 from ..pyserini_compat import DenseSearchResult, QueryEncoder
+from .index_config import check_family, index_config, query_encoder_settings
 
 
 @dataclass(frozen=True)
@@ -59,7 +60,11 @@ def first_occurrences(doc_rows: np.ndarray, k: int) -> np.ndarray:
 
 
 class DenseSearcher:
-    """Search a FAISS index dir with a query encoder (a model dir, an ONNX export or a Pyserini encoder)."""
+    """Search a FAISS index dir with a query encoder (a model dir, an ONNX export or a Pyserini encoder).
+
+    A model dir or export given as a path is configured by ``family`` and ``encoder_overrides``, then its own
+    files, then the encoder config the index recorded (see :mod:`.index_config`).
+    """
 
     def __init__(self, index_dir: str | Path, query_encoder: QueryEncoder | str | Path | None = None,
                  family: str | None = None, device: str = "cpu", ef_search: int | None = None,
@@ -74,14 +79,28 @@ class DenseSearcher:
         if ef_search is not None:
             faiss.downcast_index(self.index).hnsw.efSearch = ef_search
         if isinstance(query_encoder, (str, Path)):
-            query_encoder = load_query_encoder(query_encoder, family=family, device=device, batch_size=batch_size,
-                                               **encoder_overrides)
+            query_encoder = self.load_query_encoder(query_encoder, family, device, batch_size, encoder_overrides)
+        self.set_query_encoder(query_encoder)
+
+    def load_query_encoder(self, path: str | Path, family: str | None = None, device: str = "cpu",
+                           batch_size: int = 64, overrides: Mapping[str, Any] | None = None) -> DenseQueryEncoder:
+        """The query encoder at ``path``, configured by ``family`` and ``overrides``, then its own files, then the
+        encoder config this index recorded."""
+        family, settings = query_encoder_settings(self.meta, self.index_dir, path, family, overrides or {})
+        return load_query_encoder(path, family=family, device=device, batch_size=batch_size, **settings)
+
+    def set_query_encoder(self, query_encoder: QueryEncoder | None) -> None:
+        """Search with ``query_encoder`` (adapted once); one of another family or dimension is an error."""
         self.query_encoder = query_encoder
         self._encoding = QueryEncoding.of(query_encoder) if query_encoder is not None else None
-        encoder_dim = self._encoding.dim if self._encoding is not None else None
-        if encoder_dim is not None and encoder_dim != self.index.d:
+        if self._encoding is None:
+            return
+        recorded = index_config(self.meta, self.index_dir)
+        if recorded is not None and self._encoding.config is not None:
+            check_family(recorded, self.index_dir, self._encoding.config.family, "the query encoder's family")
+        if self._encoding.dim is not None and self._encoding.dim != self.index.d:
             raise InputError(self.index_dir / INDEX_FILE, f"has dimension {self.index.d} but the query encoder "
-                                                          f"gives {encoder_dim}-dim vectors", field="dim")
+                                                          f"gives {self._encoding.dim}-dim vectors", field="dim")
 
     @property
     def dimension(self) -> int:
@@ -151,7 +170,7 @@ class DenseSearcher:
         """Search every topic, in chunks of queries with a progress bar; returns a Run."""
         qids, texts = list(topics), list(topics.values())
         run: Run = {}
-        with tqdm(total=len(qids), desc="dense search", unit="query", disable=not progress) as bar:
+        with progress_bar(len(qids), "dense search", "query", progress) as bar:
             for start in range(0, len(qids), chunk_size):
                 chunk = slice(start, start + chunk_size)
                 scores, docs = self.search_vectors(self.encode_queries(texts[chunk]), k, threads)

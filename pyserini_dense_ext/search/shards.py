@@ -13,7 +13,6 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from ..encoders import load_query_encoder
 from ..index.faiss_dir import META_FILE
 from ..index.merge import check_compatible, order_shards
 from ..pyserini_compat import QueryEncoder
@@ -28,14 +27,16 @@ class ShardedSearcher:
                  batch_size: int = 64, **encoder_overrides: Any):
         if not shard_dirs:
             raise ValueError("no shard dirs given")
-        if isinstance(query_encoder, (str, Path)):  # one encoder for all shards
-            query_encoder = load_query_encoder(query_encoder, family=family, device=device, batch_size=batch_size,
-                                               **encoder_overrides)
-        searchers = [DenseSearcher(d, query_encoder, ef_search=ef_search) for d in shard_dirs]
+        searchers = [DenseSearcher(d, ef_search=ef_search) for d in shard_dirs]
         order = order_shards([(s.index_dir, s.meta, (s.index_dir / META_FILE).is_file()) for s in searchers])
         self.shards = [searchers[i] for i in order]
         check_compatible([(s.index_dir, s.meta, s.index.metric_type) for s in self.shards],
                          [s.docids for s in self.shards])
+        if isinstance(query_encoder, (str, Path)):  # one encoder for all shards, which share one recorded config
+            query_encoder = self.shards[0].load_query_encoder(query_encoder, family, device, batch_size,
+                                                              encoder_overrides)
+        for shard in self.shards:
+            shard.set_query_encoder(query_encoder)
         self.query_encoder = query_encoder
         self.offsets = np.cumsum([0] + [s.num_docs for s in self.shards])  # shard i's documents start here
         self.docids: list[str] = [d for s in self.shards for d in s.docids]

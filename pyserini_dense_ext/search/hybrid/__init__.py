@@ -19,11 +19,11 @@ import time
 from pathlib import Path
 from typing import Any, Iterator, Mapping, Sequence
 
-from tqdm.auto import tqdm
 
 from ...fusion import METHODS, Fusion, Hits, get_method, resolve
 from ...fusion.sweep import Lists
 from ...io.runs import Run
+from ...progress import progress_bar
 from ...pyserini_compat import DenseSearchResult
 from .sources import BatchSearcher, HitSource, dense_source
 from .sparse import sparse_source
@@ -99,7 +99,7 @@ class HybridSearcher:
         if k0 < 1:
             raise ValueError(f"k0 must be positive, got {k0}")
         qids, texts = list(topics), list(topics.values())
-        with tqdm(total=len(qids), desc=desc, unit="query", disable=not progress) as bar:
+        with progress_bar(len(qids), desc, "query", progress) as bar:
             for start in range(0, len(qids), chunk_size):
                 chunk = slice(start, start + chunk_size)
                 dense = self.dense_hits(texts[chunk], k0, threads)

@@ -15,7 +15,10 @@ What Anserini's ``SimpleSearcher._search`` does, and so what :meth:`ArraySparse.
    k + 1 hits by score alone and re-sort by (score, id): exact whenever the k-th score beats
    the (k+1)-th; a query with a tie across the cut-off is searched again with Anserini's sort.
 2. ``ScoreTiesAdjusterReranker`` (:func:`adjust_score_ties`): scores rounded to 1e-4, and the
-   i-th member of a run of near-equal scores lowered by i * 1e-6.
+   i-th member of a run of near-equal scores lowered by i * 1e-6. Not for indexes written by
+   Lucene 8: ``SimpleSearcher._search`` sets ``arbitraryScoreTieBreak`` for them, and the
+   adjuster then returns the scores unchanged (read from Anserini 1.7.1's bytecode; tested on a
+   Lucene 8.11 index written by Anserini 0.14.3, ``tests/data/lucene8-bm25``).
 
 Searchers with RM3 or Rocchio feedback, impact searchers and anything else go through their own
 ``batch_search`` (:class:`~.sources.BatchSearchHits`), so the results never depend on which path ran.
@@ -208,7 +211,8 @@ class ArraySparse:
             if not ordered:
                 order = np.lexsort((ids, -scores))
                 scores, ids = scores[order], ids[order]
-            out.append((ids, adjust_score_ties(scores).astype(np.float64)))
+            # Anserini flags pre-Lucene-9 indexes "arbitraryScoreTieBreak" and skips the adjuster for them.
+            out.append((ids, (scores if self.lucene8 else adjust_score_ties(scores)).astype(np.float64)))
         return out
 
 
