@@ -186,3 +186,23 @@ def test_search_cli_over_shard_dirs_equals_unsharded(tiny_family_dirs, tiny_corp
     sharded = [line.split()[:3] for line in (tmp_path / "sharded.trec").read_text().splitlines()]
     whole = [line.split()[:3] for line in (tmp_path / "whole.trec").read_text().splitlines()]
     assert sharded == whole and len(whole) == 4 * 7
+
+
+def test_search_threads_do_not_leak_into_later_query_encoding(tiny_family_dirs, tiny_corpus, tmp_path):
+    """FAISS and torch share one OpenMP runtime: a thread count left set by a search changed torch's, so the
+    next query vector differed in its last bits and near-tied hits swapped between two searches of one query."""
+    import torch
+
+    out = build(tiny_family_dirs["mebert"], tiny_corpus, tmp_path / "idx")
+    searcher = DenseSearcher(out, load_query_encoder(tiny_family_dirs["mebert"]))
+    before = torch.get_num_threads(), faiss.omp_get_max_threads()
+    torch.set_num_threads(2)
+    try:
+        first = searcher.encode_queries(QUERIES)
+        for threads in (1, 3):
+            searcher.search_vectors(first, 5, threads=threads)
+            assert torch.get_num_threads() == 2 and faiss.omp_get_max_threads() == 2
+            np.testing.assert_array_equal(searcher.encode_queries(QUERIES), first)
+    finally:
+        torch.set_num_threads(before[0])
+        faiss.omp_set_num_threads(before[1])

@@ -9,9 +9,10 @@ maximum, so searching k*m rows and keeping first occurrences is exact on a flat 
 """
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Callable, Iterator, Mapping, Sequence
 
 import faiss
 import numpy as np
@@ -47,6 +48,25 @@ class QueryEncoding:
         if callable(batch):
             return cls(batch)
         return cls(lambda queries: np.stack([np.asarray(encoder.encode(q)).reshape(-1) for q in queries]))
+
+
+@contextlib.contextmanager
+def faiss_threads(threads: int | None) -> Iterator[None]:
+    """FAISS's OpenMP thread count for one call, restored afterwards.
+
+    FAISS and torch share one OpenMP runtime, so a count left behind would also change torch's
+    thread count, and with it the summation order and the last bits of every later query vector
+    (on near-tied scores that reorders hits between two searches of the same query).
+    """
+    if not threads:
+        yield
+        return
+    before = faiss.omp_get_max_threads()
+    faiss.omp_set_num_threads(threads)
+    try:
+        yield
+    finally:
+        faiss.omp_set_num_threads(before)
 
 
 def first_occurrences(doc_rows: np.ndarray, k: int) -> np.ndarray:
@@ -132,10 +152,9 @@ class DenseSearcher:
                                                           f"shape {vectors.shape}", field="dim")
         if not np.isfinite(vectors).all():
             raise ValueError("query vectors hold NaN or infinite values")
-        if threads:
-            faiss.omp_set_num_threads(threads)
         rows_k = min(k * self.rows_per_doc, self.index.ntotal)
-        scores, rows = self.index.search(vectors, rows_k)
+        with faiss_threads(threads):
+            scores, rows = self.index.search(vectors, rows_k)
         docs = np.where(rows >= 0, self.row_doc[np.maximum(rows, 0)], -1)
         out_scores = np.full((len(vectors), k), -np.inf, dtype=np.float32)
         out_docs = np.full((len(vectors), k), -1, dtype=np.int64)
