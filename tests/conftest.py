@@ -146,33 +146,50 @@ def cache_dir() -> Path:
     return path
 
 
+def scifact_minilm_encoder(minilm_dir: Path):
+    """MiniLM with its SciFact recipe, and the encoder fingerprint an index of it records."""
+    from pyserini_dense_ext.encoders import load_model
+    from pyserini_dense_ext.encoders.presets import MINILM
+    from pyserini_dense_ext.io.fingerprint import encoder_fingerprint
+
+    model = load_model(minilm_dir, **MINILM)
+    return model, encoder_fingerprint(minilm_dir, model.config.to_dict())
+
+
+def cached_dense_index(out: Path, docs, model, encoder_id: dict) -> Path:
+    """``out`` if it holds exactly these documents encoded by this encoder, else (re)built there."""
+    from pyserini_dense_ext.index.encode import encode_corpus
+    from pyserini_dense_ext.index import reuse_problems
+    from pyserini_dense_ext.io.fingerprint import docs_fingerprint
+
+    if out.exists() and not reuse_problems(out, docs_fingerprint(docs), encoder_id, "flat"):
+        return out
+    return encode_corpus(docs, model, out, encoder_id, batch_size=32, overwrite=True)
+
+
+def cached_lucene_index(out: Path, docs) -> Path:
+    """``out`` if it is a Lucene index of exactly these documents, else (re)built there."""
+    from pyserini_dense_ext.index.lucene import build_lucene_index, lucene_reuse_problems
+    from pyserini_dense_ext.io.fingerprint import docs_fingerprint
+
+    if out.exists() and not lucene_reuse_problems(out, docs_fingerprint(docs)):
+        return out
+    return build_lucene_index(docs, out, progress=False, overwrite=True)
 
 
 @pytest.fixture(scope="session")
 def scifact_minilm_index(scifact, minilm_dir) -> Path:
     """SciFact encoded with MiniLM into a flat index dir, built once and reused (a few minutes on 2 cores)."""
-    from pyserini_dense_ext.encoders import load_model
-    from pyserini_dense_ext.encoders.presets import MINILM
-    from pyserini_dense_ext.index import read_index_dir
-    from pyserini_dense_ext.index.encode import encode_corpus
     from pyserini_dense_ext.io import read_corpus
 
-    out = cache_dir() / "scifact-minilm"
-    model = load_model(minilm_dir, **MINILM)
-    encoder_id = {"model": "all-MiniLM-L6-v2", **model.config.to_dict()}
-    if out.exists() and read_index_dir(out)[2].encoder == encoder_id:
-        return out
-    return encode_corpus(read_corpus(scifact / "corpus.jsonl"), model, out, encoder_id, batch_size=32,
-                         overwrite=True)
+    model, encoder_id = scifact_minilm_encoder(minilm_dir)
+    return cached_dense_index(cache_dir() / "scifact" / "minilm-flat", read_corpus(scifact / "corpus.jsonl"), model,
+                              encoder_id)
 
 
 @pytest.fixture(scope="session")
 def scifact_bm25_index(scifact) -> Path:
     """SciFact in a Lucene index, title + text as contents (Pyserini's BEIR flat convention)."""
-    from pyserini_dense_ext.index.lucene import build_lucene_index
     from pyserini_dense_ext.io import read_corpus
 
-    out = cache_dir() / "scifact-bm25"
-    if not out.exists():
-        build_lucene_index(read_corpus(scifact / "corpus.jsonl"), out, progress=False)
-    return out
+    return cached_lucene_index(cache_dir() / "scifact" / "bm25", read_corpus(scifact / "corpus.jsonl"))

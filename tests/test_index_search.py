@@ -195,14 +195,41 @@ def test_search_threads_do_not_leak_into_later_query_encoding(tiny_family_dirs, 
 
     out = build(tiny_family_dirs["mebert"], tiny_corpus, tmp_path / "idx")
     searcher = DenseSearcher(out, load_query_encoder(tiny_family_dirs["mebert"]))
-    before = torch.get_num_threads(), faiss.omp_get_max_threads()
+    before = torch.get_num_threads()
     torch.set_num_threads(2)
     try:
         first = searcher.encode_queries(QUERIES)
         for threads in (1, 3):
+            counts = torch.get_num_threads(), faiss.omp_get_max_threads()
             searcher.search_vectors(first, 5, threads=threads)
-            assert torch.get_num_threads() == 2 and faiss.omp_get_max_threads() == 2
+            assert (torch.get_num_threads(), faiss.omp_get_max_threads()) == counts == (2, counts[1])
             np.testing.assert_array_equal(searcher.encode_queries(QUERIES), first)
     finally:
-        torch.set_num_threads(before[0])
-        faiss.omp_set_num_threads(before[1])
+        torch.set_num_threads(before)
+
+
+def test_hnsw_searches_with_at_least_the_rows_asked_for(tmp_path):
+    """FAISS searches HNSW at its efSearch (default 16) whatever k is: top-200 lists lost most of their hits."""
+    from pyserini_dense_ext.index.faiss_dir import DEFAULT_EF_SEARCH
+
+    rng = np.random.default_rng(0)
+    vectors = rng.standard_normal((3000, 32)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    queries = rng.standard_normal((50, 32)).astype(np.float32)
+    index = build_faiss_index(vectors, "hnsw", hnsw_m=16)
+    assert faiss.downcast_index(index).hnsw.efSearch == DEFAULT_EF_SEARCH  # stored in the file, for Pyserini too
+    index.hnsw.efSearch = 16  # FAISS's default, as in an HNSW dir built elsewhere
+    out = write_index_dir(tmp_path / "idx", index, [f"d{i}" for i in range(3000)],
+                          IndexMeta(dim=32, num_rows=3000, num_docs=3000, index_type="hnsw"))
+    exact = faiss.knn(queries, vectors, 200, metric=faiss.METRIC_INNER_PRODUCT)[1]
+
+    def recall(ids):
+        return np.mean([len(set(a) & set(b)) / 200 for a, b in zip(ids, exact)])
+
+    _, ids = DenseSearcher(out).search_vectors(queries, 200)
+    np.testing.assert_array_equal(ids, index.search(queries, 200, params=faiss.SearchParametersHNSW(efSearch=200))[1])
+    assert recall(ids) >= 0.95
+    _, ids16 = DenseSearcher(out, ef_search=16).search_vectors(queries, 200)  # an explicit value is honoured
+    np.testing.assert_array_equal(ids16, index.search(queries, 200)[1])
+    assert recall(ids16) < 0.9
+    assert read_index_dir(out)[2].index_options["ef_search"] == 16

@@ -31,6 +31,7 @@ from pyserini_dense_ext.index.faiss_dir import IndexMeta
 from pyserini_dense_ext.index.merge import main as merge_main
 from pyserini_dense_ext.index.merge import merge_index_dirs
 from pyserini_dense_ext.io import InputError, read_corpus
+from pyserini_dense_ext.io.fingerprint import encoder_fingerprint
 from pyserini_dense_ext.search import DenseSearcher
 from pyserini_dense_ext.search.shards import ShardedSearcher
 
@@ -197,6 +198,7 @@ def test_shards_merged_equal_the_unsharded_build(models, corpus, unsharded, tmp_
     np.testing.assert_allclose(got, want, atol=1e-5)  # batches differ at shard edges: float noise only
     meta = read_index_dir(merged)[2]
     assert (meta.num_docs, meta.rows_per_doc, meta.shard_num) == (N_DOCS, 3 if family == "mebert" else 1, 1)
+    assert meta.corpus == read_index_dir(unsharded[family])[2].corpus  # so it is reusable as the unsharded build
     encoder = load_query_encoder(model_dir)
     reference = DenseSearcher(unsharded[family], encoder)
     assert_same_search(DenseSearcher(merged, encoder), reference)
@@ -332,7 +334,7 @@ def ray_cluster():
 def test_ray_encoding_equals_single_process_and_resumes_its_chunks(ray_cluster, models, corpus, unsharded, tmp_path):
     out = tmp_path / "idx"
     model = load_model(models["repbert"])
-    encoder_id = {"model": str(models["repbert"]), **model.config.to_dict()}
+    encoder_id = encoder_fingerprint(models["repbert"], model.config.to_dict())  # as the CLI records it
     # a single-process run dies after 4 chunks ...
     with crash_on_call(model, "encode", 5), pytest.raises(KeyboardInterrupt):
         encode_corpus(read_corpus(corpus), model, out, encoder_id, chunk_size=CHUNK, batch_size=8, progress=False)

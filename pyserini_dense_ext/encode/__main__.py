@@ -13,12 +13,13 @@ import pyserini_dense_ext  # noqa: F401  (Java/offline set-up before Pyserini lo
 from ..cli import add_encoder_options, encoder_overrides, parse_groups, run_cli
 from ..index import INDEX_TYPES
 from ..index.distributed import add_ray_options, ray_options
+from ..index.faiss_dir import DEFAULT_EF_SEARCH
 from ..io.corpus import EMPTY_POLICIES
 
 GROUPS = ("input", "encoder", "output")
 EXAMPLE = """example:
   python -m pyserini_dense_ext.encode \\
-    input   --corpus data/scifact/corpus.jsonl \\
+    input   --corpus ../shared/data/scifact/corpus.jsonl \\
     encoder --encoder MODEL_DIR --family repbert --pooling mean --l2-norm --doc-segment-id 0 \\
     output  --index indexes/scifact-minilm --index-type flat
 """
@@ -47,6 +48,9 @@ def parsers() -> dict[str, argparse.ArgumentParser]:
                      help="flat IP (exact), flat-fp16 (exact scan over half-size fp16 rows), hnsw or pq")
     out.add_argument("--hnsw-m", type=int, default=32, help="HNSW graph degree")
     out.add_argument("--ef-construction", type=int, default=200, help="HNSW build beam width")
+    out.add_argument("--ef-search", type=int, default=DEFAULT_EF_SEARCH,
+                     help=f"HNSW search beam width stored with the index (default {DEFAULT_EF_SEARCH}; searches use "
+                          "at least the number of rows asked for)")
     out.add_argument("--pq-m", type=int, default=None, help="PQ sub-quantisers (default: dim/4)")
     out.add_argument("--chunk-size", type=int, default=1024, help="documents per durable chunk (resume unit)")
     out.add_argument("--overwrite", action="store_true", help="replace an existing index dir")
@@ -60,11 +64,16 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def run(inp: argparse.Namespace, enc: argparse.Namespace, out: argparse.Namespace) -> int:
+    from pathlib import Path
+
     from ..index.encode import encode_corpus, shard_slice
     from ..encoders import load_document_encoder
     from ..io.corpus import read_corpus
     from ..io.errors import InputError
+    from ..io.fingerprint import encoder_fingerprint
 
+    if Path(out.index).exists() and not out.overwrite:  # before the corpus is read or the model loaded
+        raise FileExistsError(f"{out.index} already exists; pass --overwrite to replace it")
     docs = read_corpus(inp.corpus, empty=inp.empty)
     n_corpus = len(docs)
     docs = docs[shard_slice(n_corpus, inp.shard_id, inp.shard_num)]
@@ -76,8 +85,8 @@ def run(inp: argparse.Namespace, enc: argparse.Namespace, out: argparse.Namespac
     encoder = load_document_encoder(enc.encoder, family=enc.family, device="cpu" if ray else enc.device,
                                     batch_size=enc.batch_size, **encoder_overrides(enc))
     model = encoder.model
-    encoder_id = {"model": str(enc.encoder), **model.config.to_dict()}
-    index_options = {"hnsw": dict(hnsw_m=out.hnsw_m, ef_construction=out.ef_construction),
+    encoder_id = encoder_fingerprint(enc.encoder, model.config.to_dict())
+    index_options = {"hnsw": dict(hnsw_m=out.hnsw_m, ef_construction=out.ef_construction, ef_search=out.ef_search),
                      "pq": dict(pq_m=out.pq_m)}.get(out.index_type, {})
     path = encode_corpus(docs, model, out.index, encoder_id, out.index_type, out.chunk_size, enc.batch_size,
                          out.overwrite, progress=not out.quiet, shard_id=inp.shard_id, shard_num=inp.shard_num,

@@ -17,6 +17,7 @@ import numpy as np
 
 from ..io.atomic import fsync_dir
 from ..io.corpus import Doc
+from ..io.fingerprint import docs_fingerprint
 
 STATE_FILE = "state.json"
 
@@ -25,10 +26,13 @@ def partial_dir(out_dir: Path) -> Path:
     return out_dir.with_name(f".{out_dir.name}.partial")
 
 
-def _fingerprint(docids: Sequence[str], encoder_id: dict[str, Any], chunk_size: int) -> str:
-    h = hashlib.sha256(json.dumps({"encoder": encoder_id, "chunk_size": chunk_size}, sort_keys=True).encode())
-    for d in docids:
-        h.update(d.encode() + b"\n")
+def _fingerprint(docs: Sequence[Doc], encoder_id: dict[str, Any], chunk_size: int) -> str:
+    """This job's identity: the encoder, the chunking, the docids in order (which chunk holds which
+    documents) and the documents' texts."""
+    h = hashlib.sha256(json.dumps({"encoder": encoder_id, "chunk_size": chunk_size, "corpus": docs_fingerprint(docs)},
+                                  sort_keys=True).encode())
+    for d in docs:
+        h.update(d.docid.encode("utf-8", "surrogatepass") + b"\n")
     return h.hexdigest()
 
 
@@ -50,7 +54,7 @@ def chunk_paths(docs: Sequence[Doc], work: Path, encoder_id: dict[str, Any], chu
     """
     if chunk_size < 1:
         raise ValueError(f"--chunk-size must be positive, got {chunk_size}")
-    fingerprint = _fingerprint([d.docid for d in docs], encoder_id, chunk_size)
+    fingerprint = _fingerprint(docs, encoder_id, chunk_size)
     state_path = work / STATE_FILE
     work.mkdir(parents=True, exist_ok=True)
     state: dict[str, Any] = {}

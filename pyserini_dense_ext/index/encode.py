@@ -14,6 +14,7 @@ import numpy as np
 
 from ..encoders import Encoder
 from ..io.corpus import Doc
+from ..io.fingerprint import docs_fingerprint
 from ..progress import progress_bar
 from .chunks import chunk_paths, load_chunks, partial_dir, save_chunk
 from .distributed import RayOptions, encode_chunks_ray
@@ -71,7 +72,8 @@ def encode_corpus(docs: Sequence[Doc], model: Encoder | None, out_dir: str | Pat
         print(f"building {index_type} index over {len(rows)} rows ({rows_per_doc} per document)", flush=True)
     index = build_faiss_index(rows, index_type, **index_options)
     meta = IndexMeta(dim=rows.shape[1], num_rows=len(rows), num_docs=len(docs), rows_per_doc=rows_per_doc,
-                     index_type=index_type, encoder=encoder_id, shard_id=shard_id, shard_num=shard_num)
+                     index_type=index_type, encoder=encoder_id, shard_id=shard_id, shard_num=shard_num,
+                     corpus=docs_fingerprint(docs))
     write_index_dir(out, index, row_docids, meta, overwrite=overwrite)
     shutil.rmtree(work, ignore_errors=True)
     return out

@@ -4,18 +4,23 @@ Pyserini's ``LuceneIndexer`` (Anserini's ``SimpleIndexer``) indexes in-process J
 with Anserini's defaults (Porter stemming, stopwords kept out, positions and doc vectors off);
 ``contents`` is title + text, Pyserini's BEIR "flat" convention. As with the dense dirs, the
 index is written to a temporary sibling and renamed into place, so a reader never opens a
-half-written index and an interrupted build leaves the old one intact.
+half-written index and an interrupted build leaves the old one intact. A small
+``dense_ext_lucene.json`` beside Lucene's files records a fingerprint of the documents, so the
+index is reused only for the corpus it was built from (Lucene ignores files it did not write).
 """
 from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Sequence
-
+from typing import Any, Sequence
 
 from ..io.atomic import atomic_dir
 from ..io.corpus import Doc
+from ..io.errors import InputError
+from ..io.fingerprint import docs_fingerprint
 from ..progress import progress_bar
+
+META_FILE = "dense_ext_lucene.json"
 
 
 def build_lucene_index(docs: Sequence[Doc], out_dir: str | Path, threads: int = 2, store_raw: bool = True,
@@ -40,7 +45,35 @@ def build_lucene_index(docs: Sequence[Doc], out_dir: str | Path, threads: int = 
                 indexer.add_batch_raw([json.dumps({"id": d.docid, "contents": d.contents}) for d in chunk])
                 bar.update(len(chunk))
         indexer.close()
+        meta = {"corpus": docs_fingerprint(docs), "num_docs": len(docs), "store_raw": store_raw,
+                "contents": "title + text"}
+        (tmp / META_FILE).write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n", encoding="utf-8")
     return out_dir
+
+
+def read_lucene_meta(index_dir: str | Path) -> dict[str, Any] | None:
+    """What :func:`build_lucene_index` recorded, or None for a Lucene index built elsewhere."""
+    path = Path(index_dir) / META_FILE
+    if not path.is_file():
+        return None
+    try:
+        meta = json.loads(path.read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError) as e:
+        raise InputError(path, f"is not valid JSON: {e}") from None
+    if not isinstance(meta, dict) or not isinstance(meta.get("corpus"), str):
+        raise InputError(path, "needs a string corpus fingerprint", field="corpus")
+    return meta
+
+
+def lucene_reuse_problems(index_dir: str | Path, corpus: str, store_raw: bool = True) -> list[str]:
+    """Why the Lucene index at ``index_dir`` is not the one :func:`build_lucene_index` would build (empty: reuse)."""
+    meta = read_lucene_meta(index_dir)
+    if meta is None:
+        return [f"it has no {META_FILE}, so what it holds is unknown"]
+    problems = [] if meta["corpus"] == corpus else ["it holds other documents"]
+    if meta.get("store_raw") != store_raw:
+        problems.append("it was built with other options (store_raw)")
+    return problems
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -22,9 +22,10 @@ import numpy as np
 import pyserini_dense_ext  # noqa: F401  (Java/offline set-up before Pyserini loads)
 
 from ..io.errors import InputError
+from ..io.fingerprint import combine_fingerprints
 from ..progress import progress_iter
-from .faiss_dir import (INDEX_FILE, INDEX_TYPES, META_FILE, IndexMeta, build_faiss_index, read_index_dir,
-                        write_index_dir)
+from .faiss_dir import (DEFAULT_EF_SEARCH, INDEX_FILE, INDEX_TYPES, META_FILE, IndexMeta, build_faiss_index,
+                        read_index_dir, write_index_dir)
 
 
 @dataclass
@@ -137,8 +138,10 @@ def merge_index_dirs(shard_dirs: Sequence[str | Path], out_dir: str | Path, inde
     if progress:
         print(f"building {index_type} index over {len(vectors)} rows from {len(shards)} shards", flush=True)
     index = build_faiss_index(vectors, index_type, **index_options)
+    corpora = [s.meta.corpus for s in shards]
     meta = IndexMeta(dim=first.dim, num_rows=len(vectors), num_docs=sum(s.meta.num_docs for s in shards),
-                     rows_per_doc=first.rows_per_doc, index_type=index_type, encoder=first.encoder)
+                     rows_per_doc=first.rows_per_doc, index_type=index_type, encoder=first.encoder,
+                     corpus=combine_fingerprints(corpora) if None not in corpora else None)
     return write_index_dir(out, index, row_docids, meta, overwrite=overwrite)
 
 
@@ -162,6 +165,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--index-type", choices=INDEX_TYPES, default="flat", help="index type of the merged dir")
     p.add_argument("--hnsw-m", type=int, default=32, help="HNSW graph degree")
     p.add_argument("--ef-construction", type=int, default=200, help="HNSW build beam width")
+    p.add_argument("--ef-search", type=int, default=DEFAULT_EF_SEARCH,
+                   help=f"HNSW search beam width stored with the index (default {DEFAULT_EF_SEARCH}; searches use "
+                        "at least the number of rows asked for)")
     p.add_argument("--pq-m", type=int, default=None, help="PQ sub-quantisers (default: dim/4)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output dir")
     p.add_argument("--quiet", action="store_true", help="no progress output")
@@ -170,7 +176,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    options = {"hnsw": dict(hnsw_m=args.hnsw_m, ef_construction=args.ef_construction),
+    options = {"hnsw": dict(hnsw_m=args.hnsw_m, ef_construction=args.ef_construction, ef_search=args.ef_search),
                "pq": dict(pq_m=args.pq_m)}.get(args.index_type, {})
     path = merge_index_dirs(args.shards, args.output, args.index_type, args.overwrite, progress=not args.quiet,
                             **options)

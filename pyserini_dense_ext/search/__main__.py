@@ -34,7 +34,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="search only the queries judged in this qrels file (a BEIR split, say)")
     p.add_argument("--hits", type=int, default=1000, help="documents per query (default 1000)")
     p.add_argument("--threads", type=int, default=None, help="FAISS threads (default: all cores)")
-    p.add_argument("--ef-search", type=int, default=None, help="HNSW search beam width")
+    p.add_argument("--ef-search", type=int, default=None,
+                   help="HNSW search beam width (default: the one stored with the index, raised to the rows "
+                        "asked for)")
     p.add_argument("--output", required=True, help="run file to write (atomically)")
     p.add_argument("--output-format", choices=FORMATS, default="trec", help="run format (default trec)")
     p.add_argument("--run-tag", default="dense_ext", help="last column of TREC lines")

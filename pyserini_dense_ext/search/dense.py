@@ -96,8 +96,10 @@ class DenseSearcher:
                                    count=len(row_docids))
         self.docids: list[str] = list(positions)
         self.rows_per_doc = max(1, int(np.bincount(self.row_doc).max())) if len(self.row_doc) else 1
-        if ef_search is not None:
-            faiss.downcast_index(self.index).hnsw.efSearch = ef_search
+        self._hnsw = isinstance(faiss.downcast_index(self.index), faiss.IndexHNSW)
+        if ef_search is not None and ef_search < 1:
+            raise ValueError(f"ef_search must be positive, got {ef_search}")
+        self.ef_search = ef_search  # None: the index's own (stored at build), raised to the rows asked for
         if isinstance(query_encoder, (str, Path)):
             query_encoder = self.load_query_encoder(query_encoder, family, device, batch_size, encoder_overrides)
         self.set_query_encoder(query_encoder)
@@ -130,6 +132,11 @@ class DenseSearcher:
     def num_docs(self) -> int:
         return len(self.docids)
 
+    @property
+    def corpus(self) -> str | None:
+        """Fingerprint of the documents indexed, when the dir records it."""
+        return self.meta.corpus
+
     def encode_queries(self, queries: Sequence[str]) -> np.ndarray:
         """Float32 ``(n, d)`` query vectors, batched when the encoder can batch."""
         if self._encoding is None:
@@ -154,7 +161,7 @@ class DenseSearcher:
             raise ValueError("query vectors hold NaN or infinite values")
         rows_k = min(k * self.rows_per_doc, self.index.ntotal)
         with faiss_threads(threads):
-            scores, rows = self.index.search(vectors, rows_k)
+            scores, rows = self.index.search(vectors, rows_k, params=self._search_params(rows_k))
         docs = np.where(rows >= 0, self.row_doc[np.maximum(rows, 0)], -1)
         out_scores = np.full((len(vectors), k), -np.inf, dtype=np.float32)
         out_docs = np.full((len(vectors), k), -1, dtype=np.int64)
@@ -166,6 +173,14 @@ class DenseSearcher:
             keep = first_occurrences(docs[i], k)
             out_scores[i, :len(keep)], out_docs[i, :len(keep)] = scores[i, keep], docs[i, keep]
         return out_scores, out_docs
+
+    def _search_params(self, rows_k: int) -> faiss.SearchParameters | None:
+        """HNSW: search with ``ef_search`` if given, else ``max(the index's efSearch, rows_k)``. FAISS itself
+        searches with its efSearch whatever k is, so a top-1000 at efSearch 16 would miss most of it."""
+        if not self._hnsw:
+            return None
+        stored = faiss.downcast_index(self.index).hnsw.efSearch
+        return faiss.SearchParametersHNSW(efSearch=self.ef_search or max(stored, rows_k))
 
     def to_ranking(self, scores: np.ndarray, docs: np.ndarray) -> list[tuple[str, float]]:
         """One query's arrays as ``[(docid, score), ...]``."""

@@ -15,6 +15,7 @@ import numpy as np
 
 from ..index.faiss_dir import META_FILE
 from ..index.merge import check_compatible, order_shards
+from ..io.fingerprint import combine_fingerprints
 from ..pyserini_compat import QueryEncoder
 from .dense import DenseSearcher
 
@@ -50,6 +51,12 @@ class ShardedSearcher:
     @property
     def num_docs(self) -> int:
         return len(self.docids)
+
+    @property
+    def corpus(self) -> str | None:
+        """Fingerprint of all shards' documents (as a merged index records it), when every shard records its own."""
+        corpora = [s.corpus for s in self.shards]
+        return None if None in corpora else combine_fingerprints(corpora)
 
     def encode_queries(self, queries: Sequence[str]) -> np.ndarray:
         return self.shards[0].encode_queries(queries)

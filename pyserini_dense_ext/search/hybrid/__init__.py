@@ -19,9 +19,9 @@ import time
 from pathlib import Path
 from typing import Any, Iterator, Mapping, Sequence
 
-
 from ...fusion import METHODS, Fusion, Hits, get_method, resolve
 from ...fusion.sweep import Lists
+from ...io.errors import InputError
 from ...io.runs import Run
 from ...progress import progress_bar
 from ...pyserini_compat import DenseSearchResult
@@ -60,10 +60,28 @@ def fusion_params(fusion: str, alpha: float | None = None, normalization: bool |
     return dict(pyserini_fusion(fusion, alpha, normalization, weight_on_dense, **extra).params)
 
 
+def check_same_documents(dense_searcher: Any, sparse_searcher: Any) -> None:
+    """Refuse a dense and a sparse index of different collections, where both record a corpus fingerprint
+    (our index dirs and our Lucene builds do): their fusion would silently mix two collections."""
+    from ...index.lucene import META_FILE, read_lucene_meta
+
+    dense_corpus = getattr(dense_searcher, "corpus", None)
+    sparse_dir = getattr(sparse_searcher, "index_dir", None)
+    if dense_corpus is None or not isinstance(sparse_dir, (str, Path)):
+        return
+    sparse_meta = read_lucene_meta(sparse_dir)
+    if sparse_meta is not None and sparse_meta["corpus"] != dense_corpus:
+        raise InputError(Path(sparse_dir) / META_FILE, "indexes other documents than the dense index "
+                                                       f"{getattr(dense_searcher, 'index_dir', '')} (their corpus "
+                                                       "fingerprints differ): build both from one corpus",
+                         field="corpus")
+
+
 class HybridSearcher:
     """Fuse a dense searcher's and a sparse searcher's top-k0 lists per query (sparse first, dense second)."""
 
     def __init__(self, dense_searcher: BatchSearcher, sparse_searcher: BatchSearcher):
+        check_same_documents(dense_searcher, sparse_searcher)
         self.dense_searcher = dense_searcher
         self.sparse_searcher = sparse_searcher
         # Each side adapted once to the array interface (see .sources): no per-call checks of what it is.

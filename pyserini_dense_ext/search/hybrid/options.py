@@ -16,7 +16,9 @@ def dense_group() -> argparse.ArgumentParser:
                                                                   "index's recorded encoder config is the default).")
     dense.add_argument("--index", required=True, help="FAISS index dir ('index' + 'docid'; flat, HNSW or ME-BERT)")
     add_encoder_options(dense)
-    dense.add_argument("--ef-search", type=int, default=None, help="HNSW search beam width")
+    dense.add_argument("--ef-search", type=int, default=None,
+                       help="HNSW search beam width (default: the one stored with the index, raised to the rows "
+                            "asked for)")
     return dense
 
 
