@@ -65,7 +65,9 @@ def configured_classes(module: str, args: list[str]) -> dict[str, tuple[type, ty
     (:mod:`.search.index_config`), to register under the same key; empty when there is nothing to configure."""
     from .search.index_config import query_encoder_settings
 
-    key, encoder, index = _value(args, "--encoder-class"), _value(args, "--encoder"), dense_index(module, args)
+    found = _encoder_position(args)
+    encoder = found[1] if found else None
+    key, index = _value(args, "--encoder-class"), dense_index(module, args)
     meta = _recorded(index)
     if meta is None or encoder is None or not (key or "").startswith("dense_ext"):
         return {}
@@ -93,12 +95,28 @@ def widened_encoder_class_choices(names: list[str]) -> Iterator[None]:
         argparse._ActionsContainer.add_argument = original
 
 
+def _encoder_position(args: list[str]) -> tuple[int, str] | None:
+    """(index of the last token of ``--encoder VALUE`` or ``--encoder=VALUE``, VALUE), or None."""
+    for i, token in enumerate(args):
+        if token == "--encoder" and i + 1 < len(args):
+            return i + 1, args[i + 1]
+        if token.startswith("--encoder="):
+            return i, token.split("=", 1)[1]
+    return None
+
+
 def prepare_argv(module: str, args: list[str]) -> list[str]:
-    """Name our class for our encoders; refuse what Pyserini's writer cannot store (m rows per doc)."""
+    """Name our class for our encoders; refuse what Pyserini's writer cannot store (m rows per doc).
+
+    ``--encoder-class`` goes right after ``--encoder VALUE``: Pyserini's ``encode`` and ``search.hybrid``
+    cut their arguments into groups (``input``/``encoder``/``output``, ``dense``/``sparse``/``fusion``/``run``),
+    in any order, and only the group that holds ``--encoder`` accepts it.
+    """
     args = list(args)
-    if "--encoder" not in args or "--encoder-class" in args:
+    found = _encoder_position(args)
+    if found is None or any(a == "--encoder-class" or a.startswith("--encoder-class=") for a in args):
         return args
-    encoder = args[args.index("--encoder") + 1]
+    position, encoder = found
     key = our_class_for(encoder, dense_index(module, args))
     if key is None:
         return args
@@ -107,7 +125,7 @@ def prepare_argv(module: str, args: list[str]) -> list[str]:
         if rows > 1:
             raise ValueError(f"{encoder}: ME-BERT with {rows} vectors per document needs {rows} rows per document, "
                              "which pyserini.encode's writer cannot store; use python -m pyserini_dense_ext.encode")
-    return args + ["--encoder-class", key]
+    return args[:position + 1] + ["--encoder-class", key] + args[position + 1:]
 
 
 def _rows_per_document(encoder: str) -> int:
@@ -118,12 +136,19 @@ def _rows_per_document(encoder: str) -> int:
     return FAMILIES[found.config.family].model.rows_per_text(found.config, "document")
 
 
+USAGE = f"usage: python -m pyserini_dense_ext.launch {{{','.join(MODULES)}}} [pyserini arguments...]"
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    if not argv or argv[0] in ("-h", "--help") or argv[0] not in MODULES:
-        print(__doc__.strip() + f"\n\nusage: python -m pyserini_dense_ext.launch {{{','.join(MODULES)}}} "
-              "[pyserini arguments...]", file=sys.stderr if argv and argv[0] not in ("-h", "--help") else sys.stdout)
-        return 0 if argv and argv[0] in ("-h", "--help") else 2
+    if argv and argv[0] in ("-h", "--help"):
+        print(__doc__.strip() + "\n\n" + USAGE)
+        return 0
+    if not argv or argv[0] not in MODULES:
+        what = (f"{argv[0]} is not supported: the launcher runs only {', '.join(MODULES)}, the Pyserini commands "
+                "that take an encoder class" if argv else "name a Pyserini command")
+        print(f"{USAGE}\nerror: {what}", file=sys.stderr)
+        return 2
     module, rest = argv[0], argv[1:]
     names = register()
     try:
