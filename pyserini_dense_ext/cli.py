@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from typing import Any, Callable, Sequence
 
@@ -129,16 +130,26 @@ def fusion_from_args(args: argparse.Namespace):
         raise ValueError(f"method {args.method!r} does not take {flags}") from None
 
 
+SIGPIPE_EXIT = 141  # 128 + SIGPIPE: what the shell reports for a command whose reader went away
+
+
 def run_cli(main: Callable[[list[str] | None], int], argv: list[str] | None = None) -> None:
     """Exit with ``main``'s code; bad input prints one clear line (file, line, field) and exits 2.
 
-    Warnings (an index's recorded config contradicted, say) print as ``WARNING: ...`` lines.
+    Warnings (an index's recorded config contradicted, say) print as ``WARNING: ...`` lines. When
+    stdout's reader goes away (``... | head``), stop quietly with 141, as a command killed by SIGPIPE
+    would, instead of a ``BrokenPipeError`` traceback.
     """
     import logging
 
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
     try:
         code = main(argv)
+        sys.stdout.flush()  # buffered output meets a closed pipe here, not in the interpreter's exit
+    except BrokenPipeError:
+        # Python flushes stdout again at exit, which would fail and print: point it at /dev/null first.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        code = SIGPIPE_EXIT
     except (InputError, FileExistsError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         code = 2
@@ -156,6 +167,7 @@ def _entry(module: str) -> Callable[[], None]:
 
         run_cli(importlib.import_module(module).main)
 
+    entry.module = module  # type: ignore[attr-defined]  (which command this script runs)
     return entry
 
 
@@ -167,6 +179,7 @@ fuse = _entry("pyserini_dense_ext.fusion.__main__")
 tune = _entry("pyserini_dense_ext.tune")
 evaluate = _entry("pyserini_dense_ext.eval.__main__")
 merge = _entry("pyserini_dense_ext.index.merge")
+index_lucene = _entry("pyserini_dense_ext.index.lucene")
 onnx_export = _entry("pyserini_dense_ext.onnx.export")
 launch = _entry("pyserini_dense_ext.launch")
 quickstart = _entry("pyserini_dense_ext.quickstart")

@@ -137,12 +137,17 @@ def _rows_per_document(encoder: str) -> int:
 
 
 USAGE = f"usage: python -m pyserini_dense_ext.launch {{{','.join(MODULES)}}} [pyserini arguments...]"
+EXAMPLES = """examples:
+  python -m pyserini_dense_ext.launch search.faiss --index indexes/scifact-minilm --encoder exports/minilm-q.onnx \\
+    --topics ../shared/data/scifact/queries.jsonl --output runs/scifact.faiss.trec --hits 1000
+  python -m pyserini_dense_ext.launch encode input --corpus COLLECTION_DIR --fields text \\
+    encoder --encoder MODEL_DIR --fields text --dimension 384 --device cpu output --embeddings indexes/x --to-faiss"""
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv and argv[0] in ("-h", "--help"):
-        print(__doc__.strip() + "\n\n" + USAGE)
+        print(USAGE + "\n\n" + __doc__.strip() + "\n\n" + EXAMPLES)
         return 0
     if not argv or argv[0] not in MODULES:
         what = (f"{argv[0]} is not supported: the launcher runs only {', '.join(MODULES)}, the Pyserini commands "

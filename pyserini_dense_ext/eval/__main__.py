@@ -6,6 +6,7 @@ import json
 import sys
 from typing import Sequence
 
+from ..cli import run_cli
 from ..io import InputError, read_qrels, read_run
 from .metrics import DEFAULT_METRICS, Metric, evaluate_per_query, mean_metrics, parse_metric
 
@@ -24,8 +25,11 @@ def build_parser() -> argparse.ArgumentParser:
         description="Evaluate a run against relevance judgements. Values equal trec_eval's: hits are re-sorted "
                     "by score (float32) descending with ties by docid descending, a doc is relevant at grade >= 1, "
                     "and queries are averaged over those with both hits and judgements (see --complete).",
-        epilog="Metric equivalents: ndcg@k = ndcg_cut.k, mrr@k = recip_rank with -M k, recall@k = recall.k, "
-               "map = map, map@k = map_cut.k, p@k = P.k.")
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="metric equivalents: ndcg@k = ndcg_cut.k, mrr@k = recip_rank with -M k, recall@k = recall.k,\n"
+               "  map = map, map@k = map_cut.k, p@k = P.k\n\n"
+               "example:\n  python -m pyserini_dense_ext.eval --run runs/scifact.minilm.trec \\\n"
+               "    --qrels ../shared/data/scifact/qrels/test.tsv --metrics ndcg@10 recall@100 --per-query")
     parser.add_argument("--run", required=True, help="run file: TREC (qid Q0 docid rank score tag) or "
                                                      "MS MARCO (qid docid rank, scored 1/rank)")
     parser.add_argument("--qrels", required=True, help="judgements: TREC (qid 0 docid grade) or BEIR TSV "
@@ -79,4 +83,4 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_cli(main)

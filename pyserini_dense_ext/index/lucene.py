@@ -83,7 +83,10 @@ def main(argv: list[str] | None = None) -> int:
 
     p = argparse.ArgumentParser(prog="python -m pyserini_dense_ext.index.lucene",
                                 description="Build a Lucene (BM25) index from a BEIR corpus.jsonl or a Pyserini "
-                                            "JsonCollection; contents = title + text.")
+                                            "JsonCollection; contents = title + text.",
+                                formatter_class=argparse.RawDescriptionHelpFormatter,
+                                epilog="example:\n  python -m pyserini_dense_ext.index.lucene --corpus "
+                                       "../shared/data/scifact/corpus.jsonl --index indexes/scifact-bm25")
     p.add_argument("--corpus", required=True, help="a .jsonl file or a dir of them")
     p.add_argument("--index", required=True, help="Lucene index dir to write (atomically)")
     p.add_argument("--threads", type=int, default=2, help="indexing threads (default 2)")

@@ -23,7 +23,7 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
-from ..cli import add_config_options, encoder_overrides
+from ..cli import add_config_options, encoder_overrides, run_cli
 from ..encoders.base import INPUT_NAMES, DenseModel, collate
 from ..encoders.interface import SIDES, Side, check_side
 from ..encoders.loading import load_model
@@ -279,4 +279,4 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_cli(main)
