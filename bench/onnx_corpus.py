@@ -4,7 +4,7 @@ Same model (MiniLM, mean pooling, L2 norm), same max length 256, batch size 32, 
 run. ``pyserini.encode`` (class ``auto``) runs as the command users type, so its wall time
 includes Python start-up and model loading; a one-batch run of the same command measures that
 fixed cost, and its docs/s is reported with and without it. Every path's vectors are checked
-against the torch vectors (and cached for onnx_search.py / onnx_latency.py), and nDCG@10 on
+against the torch vectors (kept as the flat index onnx_search.py uses), and nDCG@10 on
 SciFact test is computed for the int8 document vectors.
 
     python bench/onnx_corpus.py             # ~10 min on 2 cores; writes bench/output/onnx_corpus.json
@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 
 from common import (ROOT, add_common_args, check_common_args, ensure_export, load_torch, machine, ndcg10,
-                         save_doc_vectors, set_threads, table, test_queries, write_json)
+                    save_minilm_index, set_threads, table, test_queries, write_json)
 
 PATHS = ("pyserini.encode", "torch", "onnx fp32", "onnx int8")
 TARGET = 1.5  # ONNX docs/s over pyserini.encode's
@@ -49,7 +49,8 @@ def main() -> None:
                                      formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
     add_common_args(parser)
     parser.add_argument("--paths", nargs="+", choices=PATHS, default=list(PATHS), help="what to time (default all)")
-    parser.add_argument("--limit", type=int, help="encode only the first N documents (quick runs)")
+    parser.add_argument("--limit", type=int,
+                        help="encode only the first N documents (quick runs; writes onnx_corpus.limit-N.json)")
     parser.add_argument("--batch-size", type=int, default=32, help="documents per batch (default 32)")
     args = parser.parse_args()
     check_common_args(parser, args)
@@ -97,8 +98,8 @@ def main() -> None:
             seconds[path] = time.perf_counter() - start
         print(f"[{path}] {seconds[path]:.1f} s, {len(texts) / seconds[path]:.1f} docs/s", flush=True)
 
-    if "torch" in vectors and not args.limit:
-        save_doc_vectors(args.data, vectors["torch"], docids)  # the reference for the other benchmarks
+    if "torch" in vectors and not args.limit:  # the reference for the other benchmarks
+        save_minilm_index(args.data, args.model, docs, vectors["torch"])
     reference = vectors.get("torch")
     rows, results = [], {}
     base = seconds.get("pyserini.encode")
@@ -141,7 +142,8 @@ def main() -> None:
             if path in results:
                 ratio = results[path]["speedup_vs_pyserini_encode"]
                 print(f"  {path}: {ratio:.2f}x {'met' if ratio >= TARGET else 'MISSED'}")
-    out = write_json("onnx_corpus.json", {"machine": machine(), "threads": args.threads, "documents": len(texts),
+    name = f"onnx_corpus.limit-{args.limit}.json" if args.limit else "onnx_corpus.json"  # never the full run's
+    out = write_json(name, {"machine": machine(), "threads": args.threads, "documents": len(texts),
                                          "batch_size": args.batch_size, "max_length": 256, "results": results,
                                          "ndcg@10_test_torch_queries": effectiveness})
     print(f"\nwrote {out}")

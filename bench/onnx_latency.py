@@ -17,7 +17,7 @@ import time
 from typing import Callable
 
 from common import (add_common_args, check_common_args, ensure_export, load_torch, machine, set_threads,
-                         table, test_queries, write_json)
+                    table, test_queries, write_json)
 
 TOKENISE = "tokenise only"
 TARGETS = {"onnx fp32 vs torch": 2.5, "onnx fp32 vs pyserini auto": 3.0, "onnx int8 vs torch": 3.5}

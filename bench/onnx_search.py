@@ -2,7 +2,7 @@
 Pyserini's ``FaissSearcher.batch_search`` with ``AutoQueryEncoder``, same flat index, same run.
 
 Both search the 300 test queries for the top ``--hits`` (default 1000) over the MiniLM vectors
-of the 5,183 documents (cached by onnx_corpus.py, or encoded here once). Queries/second are
+of the 5,183 documents (``bench/output/scifact-minilm-flat``: kept by onnx_corpus.py, or encoded here once). Queries/second are
 the searchers' own time from the first query text to the last hit list (our command prints
 it; its start-up is reported separately), best of ``--repeat`` rounds that take the searchers in
 turn. The top-10 of every query must be identical.
@@ -20,8 +20,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from common import (ROOT, add_common_args, check_common_args, ensure_export, flat_index_dir, machine, ndcg10,
-                         set_threads, table, test_queries, write_json)
+from common import (ROOT, add_common_args, check_common_args, ensure_export, machine, minilm_index, ndcg10,
+                    set_threads, table, test_queries, write_json)
 
 
 BASELINE = "pyserini FaissSearcher + AutoQueryEncoder"
@@ -70,7 +70,7 @@ def main() -> None:
     from pyserini_dense_ext.search import DenseSearcher
 
     set_threads(args.threads)
-    index = flat_index_dir(args.data, args.model)
+    index = minilm_index(args.data, args.model)
     exports = {p: ensure_export(args.model, "query", p, args.reexport) for p in ("fp32", "int8")}
     qids, texts, qrels = test_queries(args.data)
     work = Path(tempfile.mkdtemp(prefix="onnx-search-"))

@@ -1,17 +1,16 @@
 """ONNX with the real MiniLM on SciFact test: fp32 parity and identical top-10 vs Pyserini, int8 effectiveness.
 
-Document vectors come from ``bench/output/scifact-minilm-docs.npy`` when onnx_corpus.py has
-cached them (torch fp32), else they are encoded here with the ONNX document export (minutes).
+Document vectors (torch fp32) come from the ``scifact_minilm_index`` fixture, reused from the test cache
+while its fingerprints match SciFact and the model.
 """
 from __future__ import annotations
-
-from pathlib import Path
 
 import faiss
 import numpy as np
 import pytest
 
 from pyserini_dense_ext.encoders import load_model
+from pyserini_dense_ext.index import read_index_dir
 from pyserini_dense_ext.io.corpus import read_corpus
 from pyserini_dense_ext.io.qrels import read_qrels
 from pyserini_dense_ext.io.topics import read_topics
@@ -19,13 +18,12 @@ from pyserini_dense_ext.onnx import OnnxQueryEncoder, export_onnx, load_onnx
 
 pytestmark = pytest.mark.slow
 
-ROOT = Path(__file__).resolve().parents[1]
 OPTIONS = dict(family="repbert", pooling="mean", l2_norm=True, doc_segment_id=0, query_max_length=256,
                doc_max_length=256)
 
 
 @pytest.fixture(scope="module")
-def setup(minilm_dir, scifact, tmp_path_factory):
+def setup(minilm_dir, scifact, scifact_minilm_index, tmp_path_factory):
     out = tmp_path_factory.mktemp("onnx-minilm")
     paths = {p: out / f"query-{p}.onnx" for p in ("fp32", "int8")}
     for precision, path in paths.items():
@@ -34,22 +32,10 @@ def setup(minilm_dir, scifact, tmp_path_factory):
     qrels = read_qrels(scifact / "qrels" / "test.tsv")
     topics = read_topics(scifact / "queries.jsonl", qids=set(qrels))
     docs = read_corpus(scifact / "corpus.jsonl")
-    docids = [d.docid for d in docs]
-    cache, cache_ids = ROOT / "bench/output/scifact-minilm-docs.npy", ROOT / "bench/output/scifact-minilm-docids.txt"
-    if cache.is_file() and cache_ids.is_file() and cache_ids.read_text().splitlines() == docids:
-        doc_vectors = np.load(cache, allow_pickle=False)
-    else:
-        doc_path = out / "document-fp32.onnx"
-        export_onnx(minilm_dir, "document", doc_path, check=False, **OPTIONS)
-        doc_vectors = load_onnx(doc_path, threads=2).encode([d.contents for d in docs], "document", progress=True)
-    index_dir = out / "index"
-    index_dir.mkdir()
-    index = faiss.IndexFlatIP(doc_vectors.shape[1])
-    index.add(doc_vectors)
-    faiss.write_index(index, str(index_dir / "index"))
-    (index_dir / "docid").write_text("".join(d + "\n" for d in docids))
-    return dict(paths=paths, torch=torch_model, topics=topics, qrels=qrels, docs=docs, index_dir=index_dir,
-                doc_vectors=doc_vectors)
+    index, docids, _ = read_index_dir(scifact_minilm_index)
+    assert docids == [d.docid for d in docs]
+    return dict(paths=paths, torch=torch_model, topics=topics, qrels=qrels, docs=docs, index_dir=scifact_minilm_index,
+                doc_vectors=index.reconstruct_n(0, index.ntotal))
 
 
 def test_document_export_matches_torch(setup, minilm_dir, tmp_path):
