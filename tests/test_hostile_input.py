@@ -22,7 +22,7 @@ from pyserini_dense_ext.encoders.encoded_queries import load_encoded_queries, sa
 from pyserini_dense_ext.index import build_faiss_index, read_index_dir, write_index_dir
 from pyserini_dense_ext.index.encode import encode_corpus
 from pyserini_dense_ext.index.faiss_dir import IndexMeta
-from pyserini_dense_ext.io import InputError, read_corpus, read_qrels, read_run, read_topics
+from pyserini_dense_ext.io import Doc, InputError, read_corpus, read_qrels, read_run, read_topics
 from pyserini_dense_ext.search import DenseSearcher
 from pyserini_dense_ext.search.shards import ShardedSearcher
 
@@ -106,6 +106,89 @@ def test_malformed_json_lines(tmp_path, name, rows):
     read_or_input_error(name, path)
 
 
+# ----- valid input, generated: what is read must be exactly what was written ---------------------------
+# The hostile examples above are almost never accepted, so a reader that rejected everything would pass
+# them; these generate only valid files (BOMs, CRLF, blank lines, headers, odd Unicode included) and
+# compare the parse with the data the file was written from.
+
+def _id_char(c: str) -> bool:
+    return not c.isspace() and c != "\ufeff"  # a BOM at the start of line 1 is dropped, by design
+
+
+IDS = st.text(st.characters(blacklist_categories=("Cs",)).filter(_id_char), min_size=1, max_size=10).filter(
+    lambda i: i not in ("query-id", "qid", "query_id"))  # a BEIR qrels header's first cell
+TEXT = st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters="\n"), max_size=30)
+NONEMPTY = TEXT.filter(lambda t: t.strip())
+FILE_STYLE = st.tuples(st.booleans(), st.sampled_from(["\n", "\r\n"]), st.booleans())  # BOM, line end, blanks
+
+
+def write_lines(path: Path, lines: list[str], style: tuple[bool, str, bool]) -> Path:
+    bom, end, blanks = style
+    if blanks:
+        lines = [x for line in lines for x in (line, "")]
+    path.write_bytes(("\ufeff" if bom else "").encode() + "".join(line + end for line in lines).encode("utf-8"))
+    return path
+
+
+@FEW
+@given(rows=st.lists(st.tuples(IDS, TEXT, TEXT, st.sampled_from(["_id", "id", "docid"]), st.booleans()),
+                     min_size=1, max_size=6, unique_by=lambda r: r[0]).filter(
+           lambda rows: all(text.strip() or title.strip() for _, text, title, _, _ in rows)),
+       style=FILE_STYLE)
+def test_valid_corpus_files_are_read_exactly(tmp_path, rows, style):
+    objects = [{key: docid, "title": title, "text": text} if beir else {key: docid, "contents": title + " " + text}
+               for docid, text, title, key, beir in rows]
+    path = write_lines(tmp_path / "corpus.jsonl", [json.dumps(o, ensure_ascii=style[0]) for o in objects], style)
+    expected = [Doc(docid, text.strip(), title.strip()) if beir else Doc(docid, (title + " " + text).strip())
+                for docid, text, title, _, beir in rows]
+    assert read_corpus(path) == expected
+
+
+@FEW
+@given(queries=st.dictionaries(IDS, NONEMPTY.filter(lambda t: "\r" not in t), min_size=1, max_size=6),
+       style=FILE_STYLE, int_ids=st.booleans())
+def test_valid_topics_are_read_exactly(tmp_path, queries, style, int_ids):
+    tsv = write_lines(tmp_path / "topics.tsv", [f"{q}\t{t}" for q, t in queries.items()], style)
+    assert read_topics(tsv) == {q: t.strip() for q, t in queries.items()}
+    if int_ids:  # BEIR queries.jsonl may give numeric ids
+        queries = {str(i): t for i, t in enumerate(queries.values())}
+    rows = [{"_id": int(q) if int_ids else q, "text": t} for q, t in queries.items()]
+    jsonl = write_lines(tmp_path / "queries.jsonl", [json.dumps(r) for r in rows], style)
+    assert read_topics(jsonl) == {q: t.strip() for q, t in queries.items()}
+    some = set(list(queries)[::2])
+    assert read_topics(jsonl, some) == {q: t.strip() for q, t in queries.items() if q in some}
+
+
+@FEW
+@given(judgements=st.dictionaries(st.tuples(IDS, IDS), st.integers(-1, 3), min_size=1, max_size=8),
+       style=FILE_STYLE, beir=st.booleans())
+def test_valid_qrels_are_read_exactly(tmp_path, judgements, style, beir):
+    lines = ([f"{q}\t{d}\t{g}" for (q, d), g in judgements.items()] if beir else
+             [f"{q} 0 {d} {g}" for (q, d), g in judgements.items()])
+    path = write_lines(tmp_path / "qrels.tsv", (["query-id\tcorpus-id\tscore"] if beir else []) + lines, style)
+    expected: dict[str, dict[str, int]] = {}
+    for (q, d), g in judgements.items():
+        expected.setdefault(q, {})[d] = g
+    assert read_qrels(path) == expected
+
+
+@FEW
+@given(run=st.dictionaries(IDS, st.dictionaries(IDS, st.floats(allow_nan=False, allow_infinity=False, width=64),
+                                                min_size=1, max_size=5), min_size=1, max_size=4),
+       style=FILE_STYLE, msmarco=st.booleans())
+def test_valid_runs_are_read_exactly(tmp_path, run, style, msmarco):
+    lines = []
+    for q, hits in run.items():
+        ranked = sorted(hits.items(), key=lambda h: (-h[1], h[0]))
+        lines += [f"{q}\t{d}\t{r}" if msmarco else f"{q} Q0 {d} {r} {s!r} tag"
+                  for r, (d, s) in enumerate(ranked, start=1)]
+    path = write_lines(tmp_path / "run.trec", lines, style)
+    expected = {q: sorted(((d, 1.0 / r if msmarco else s) for r, (d, s) in
+                           enumerate(sorted(h.items(), key=lambda x: (-x[1], x[0])), start=1)),
+                          key=lambda x: (-x[1], x[0])) for q, h in run.items()}
+    assert read_run(path) == expected
+
+
 @pytest.mark.parametrize("text, message", [
     ('{"_id": "\\ud800", "text": "x"}', "field '_id' holds a lone surrogate"),
     ('{"_id": "d", "text": "a\\udc00b"}', "field 'text' holds a lone surrogate"),
@@ -166,15 +249,12 @@ def test_unicode_docids_and_texts_round_trip_through_an_index(tiny_family_dirs, 
 
 
 @FEW
-@given(docids=st.lists(st.text(min_size=1, max_size=12), min_size=1, max_size=8, unique=True))
+@given(docids=st.lists(IDS, min_size=1, max_size=8, unique=True))
 def test_any_docid_the_corpus_accepts_survives_the_docid_file(tmp_path, docids):
     corpus = tmp_path / "corpus.jsonl"
     corpus.write_text("".join(json.dumps({"_id": d, "text": "x"}) + "\n" for d in docids), encoding="utf-8")
-    try:
-        docs = read_corpus(corpus)
-    except InputError:
-        return
-    ids = [d.docid for d in docs]
+    ids = [d.docid for d in read_corpus(corpus)]
+    assert ids == docids
     vectors = np.eye(len(ids), 8, dtype=np.float32)
     out = write_index_dir(tmp_path / "idx", build_faiss_index(vectors), ids,
                           IndexMeta(dim=8, num_rows=len(ids), num_docs=len(ids)), overwrite=True)
@@ -274,6 +354,25 @@ def test_any_metadata_file_is_valid_or_an_input_error(flat_dir, value):
         assert "dense_ext_index.json" in str(e) or "docid" in str(e)
         return
     assert (meta.dim, meta.num_rows, meta.num_docs) == (16, 300, 300) and meta.rows_per_doc >= 1
+
+
+JSON_SCALAR = st.one_of(st.none(), st.booleans(), st.integers(), st.text(max_size=5))
+
+
+@FEW
+@given(optional=st.fixed_dictionaries({}, optional={
+    "rows_per_doc": st.integers(1, 5), "index_type": st.sampled_from(["flat", "hnsw", "x"]),
+    "encoder": st.dictionaries(st.text(max_size=5), JSON_SCALAR, max_size=3), "shard_id": st.integers(0, 3),
+    "shard_num": st.integers(1, 4), "corpus": st.one_of(st.none(), st.text(max_size=64)),
+    "index_options": st.dictionaries(st.text(max_size=5), JSON_SCALAR, max_size=3)}))
+def test_valid_metadata_files_are_read_exactly(flat_dir, optional):
+    written = {"dim": 16, "num_rows": 300, "num_docs": 300, **optional}
+    (flat_dir / "dense_ext_index.json").write_text(json.dumps(written))
+    meta = read_index_dir(flat_dir)[2]
+    defaults = IndexMeta(dim=16, num_rows=300, num_docs=300)
+    for name in ("dim", "num_rows", "num_docs", "rows_per_doc", "index_type", "encoder", "shard_id", "shard_num",
+                 "corpus", "index_options"):
+        assert getattr(meta, name) == written.get(name, getattr(defaults, name)), name
 
 
 def test_query_vectors_of_the_wrong_width_or_not_finite(flat_dir, tiny_family_dirs, tmp_path):
