@@ -58,25 +58,96 @@ def test_flat_search_equals_brute_force(tiny_family_dirs, tiny_corpus, tmp_path)
     np.testing.assert_allclose(scores, ref_scores, rtol=1e-5)
 
 
-def test_mebert_search_is_max_over_m_with_unique_docids(tiny_family_dirs, tiny_corpus, tmp_path):
-    out = build(tiny_family_dirs["mebert"], tiny_corpus, tmp_path / "idx")
+@pytest.fixture(scope="module")
+def mebert_spread(tiny_bert, tmp_path_factory):
+    """ME-BERT (m=3, projection to 16 + LayerNorm) with spread-out weights: at BERT's 0.02 init every document
+    scores the same to 5 digits, and a ranking would be decided by float noise, not by the model."""
+    import torch
+
+    model = load_model(tiny_bert, family="mebert", num_vectors=3, projection_dim=16, strict=False)
+    generator = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(0.3 * torch.randn(p.shape, generator=generator))
+    out = tmp_path_factory.mktemp("mebert-spread")
+    model.save(out)
+    return out
+
+
+def reference_mebert_vectors(model_dir, texts, side, m=3):
+    """ME-BERT's vectors without our code: Hugging Face's BertModel one text at a time, the first m hidden states
+    (the [CLS] state where a text is shorter than m tokens; [CLS] alone for queries), then Linear and LayerNorm
+    computed in numpy from the weights in projection.safetensors."""
+    import torch
+    from safetensors.numpy import load_file
+    from transformers import AutoTokenizer, BertModel
+
+    tokenizer, bert = AutoTokenizer.from_pretrained(str(model_dir)), BertModel.from_pretrained(str(model_dir)).eval()
+    weights = load_file(str(model_dir / "projection.safetensors"))
+    out = []
+    for text in texts:
+        inputs = tokenizer(text, truncation=True, max_length=32 if side == "query" else 256, return_tensors="pt")
+        with torch.no_grad():
+            hidden = bert(**inputs).last_hidden_state[0].double().numpy()
+        rows = hidden[:1] if side == "query" else np.concatenate([hidden[:m], np.repeat(hidden[:1], m, 0)])[:m]
+        z = rows @ weights["0.weight"].T.astype(np.float64) + weights["0.bias"]
+        z = (z - z.mean(-1, keepdims=True)) / np.sqrt(z.var(-1, keepdims=True) + 1e-5)
+        out.append(z * weights["1.weight"] + weights["1.bias"])
+    return np.stack(out)[:, 0] if side == "query" else np.stack(out)
+
+
+def test_mebert_vectors_equal_an_independent_linear_layernorm_projection(mebert_spread, tiny_corpus):
+    model = load_model(mebert_spread)
+    texts = [d.contents for d in read_corpus(tiny_corpus)]  # includes one-token documents (shorter than m)
+    np.testing.assert_allclose(model.encode(texts, "document"), reference_mebert_vectors(mebert_spread, texts,
+                                                                                         "document"), atol=1e-5)
+    np.testing.assert_allclose(model.encode(QUERIES, "query"), reference_mebert_vectors(mebert_spread, QUERIES,
+                                                                                        "query"), atol=1e-5)
+
+
+def test_mebert_search_equals_brute_force_max_over_m(mebert_spread, tiny_corpus, tmp_path):
+    out = build(mebert_spread, tiny_corpus, tmp_path / "idx")
     index, row_docids, meta = read_index_dir(out)
     docs = read_corpus(tiny_corpus)
     assert meta.rows_per_doc == 3 and index.ntotal == 3 * len(docs)
     assert row_docids == [d.docid for d in docs for _ in range(3)]
-    model = load_model(tiny_family_dirs["mebert"])
-    doc_vecs = model.encode([d.contents for d in docs], "document")  # (n, m, d)
-    q = model.encode(QUERIES, "query")
+    doc_vecs = reference_mebert_vectors(mebert_spread, [d.contents for d in docs], "document")  # (n, m, d)
+    q = reference_mebert_vectors(mebert_spread, QUERIES, "query")
     brute = np.einsum("qd,nmd->qnm", q, doc_vecs).max(axis=2)  # max inner product over the m vectors
-    searcher = DenseSearcher(out, load_query_encoder(tiny_family_dirs["mebert"]))
+    searcher = DenseSearcher(out, load_query_encoder(mebert_spread))
     for k in (1, 5, len(docs), len(docs) + 3):
         results = searcher.batch_search(QUERIES, ["a", "b", "c", "d"], k=k)
         for qi, qid in enumerate("abcd"):
-            hits = results[qid]
             order = np.argsort(-brute[qi], kind="stable")[:k]
-            assert len(hits) == min(k, len(docs)) and len({h.docid for h in hits}) == len(hits)
-            np.testing.assert_allclose([h.score for h in hits], brute[qi][order], rtol=1e-5, atol=1e-6)
-            assert {h.docid for h in hits} <= {d.docid for d in docs}
+            assert np.all(np.diff(brute[qi][order]) < -1e-3)  # no near-ties: the order is the model's
+            got = [(h.docid, h.score) for h in results[qid]]
+            assert [d for d, _ in got] == [docs[i].docid for i in order]  # each score with its own docid
+            np.testing.assert_allclose([s for _, s in got], brute[qi][order], rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("change, message", [
+    ("weights", "projection.safetensors: does not match projection_dim=16"),
+    ("flag", "projection.safetensors: does not match projection_dim=8"),
+    ("missing", "projection.safetensors: field 'projection_dim' is missing: the config asks for a projection_dim"),
+])
+def test_mebert_projection_dim_mismatch_is_an_input_error(mebert_spread, tmp_path, change, message):
+    import shutil
+
+    from safetensors.numpy import load_file, save_file
+
+    broken = shutil.copytree(mebert_spread, tmp_path / "model")
+    overrides = {}
+    if change == "weights":  # the file holds an 8-dim projection while dense_ext.json says 16
+        weights = load_file(str(broken / "projection.safetensors"))
+        save_file({"0.weight": weights["0.weight"][:8], "0.bias": weights["0.bias"][:8],
+                   "1.weight": weights["1.weight"][:8], "1.bias": weights["1.bias"][:8]},
+                  str(broken / "projection.safetensors"))
+    elif change == "flag":  # --projection-dim 8 over 16-dim trained weights
+        overrides = {"projection_dim": 8}
+    else:
+        (broken / "projection.safetensors").unlink()
+    with pytest.raises(InputError, match=message):
+        load_model(broken, **overrides)
 
 
 @pytest.mark.parametrize("index_type", ["hnsw", "pq"])
