@@ -320,29 +320,85 @@ def test_help(capsys, main, argv, wanted):
 # ----- Ray ------------------------------------------------------------------------------------------
 
 @pytest.fixture(scope="module")
-def ray_cluster():
+def ray_cluster(tmp_path_factory):
+    """A local Ray instance whose workers run tests/ray_worker_hook.py: each chunk a worker encodes is logged in
+    ``ray.control/encoded.log`` (the driver cannot see into worker processes otherwise)."""
     from pyserini_dense_ext._env import keep_signal_handlers
 
     ray = pytest.importorskip("ray", reason="Ray is not installed (extra 'ray')")
+    control = tmp_path_factory.mktemp("ray-control")
+    tests_dir = str(Path(__file__).parent)
+    path = os.pathsep.join([tests_dir, str(ROOT), os.environ.get("PYTHONPATH", "")])
+    runtime_env = {"env_vars": {"PYTHONPATH": path, "DENSE_EXT_RAY_TEST_DIR": str(control)},
+                   "worker_process_setup_hook": "ray_worker_hook.setup"}
     with keep_signal_handlers():  # later tests run Pyserini's JVM in this process
-        ray.init(num_cpus=2, include_dashboard=False, logging_level="WARNING")
+        ray.init(num_cpus=2, include_dashboard=False, logging_level="WARNING", runtime_env=runtime_env)
+    ray.control = control
     yield ray
     with keep_signal_handlers():
         ray.shutdown()
 
 
-def test_ray_encoding_equals_single_process_and_resumes_its_chunks(ray_cluster, models, corpus, unsharded, tmp_path):
-    out = tmp_path / "idx"
+def interrupted_after(chunks: int, models, corpus, out: Path) -> None:
+    """A single-process encode of ``corpus`` into ``out`` that dies after ``chunks`` finished chunks."""
     model = load_model(models["repbert"])
     encoder_id = encoder_fingerprint(models["repbert"], model.config.to_dict())  # as the CLI records it
-    # a single-process run dies after 4 chunks ...
-    with crash_on_call(model, "encode", 5), pytest.raises(KeyboardInterrupt):
+    with crash_on_call(model, "encode", chunks + 1), pytest.raises(KeyboardInterrupt):
         encode_corpus(read_corpus(corpus), model, out, encoder_id, chunk_size=CHUNK, batch_size=8, progress=False)
-    assert len(list(partial_dir(out).glob("chunk-*.npy"))) == 4
-    # ... and the same command with --ray finishes it on 2 workers
+    assert len(list(partial_dir(out).glob("chunk-*.npy"))) == chunks
+
+
+def run_on_ray(ray_cluster, models, corpus, out: Path, monkeypatch) -> tuple[list[str], list[int]]:
+    """``encode ... --ray --ray-workers 2``; returns the worker log lines and the chunks the driver saved."""
+    import pyserini_dense_ext.index.distributed as distributed
+    from pyserini_dense_ext.encoders.base import DenseModel
+
+    def not_here(*args, **kwargs):
+        raise AssertionError("a chunk was encoded in the driver: --ray was not used")
+
+    saved, real_save = [], distributed.save_chunk
+
+    def counting_save(path, vectors):
+        saved.append(int(path.name.split("-")[1].split(".")[0]))
+        return real_save(path, vectors)
+
+    log = ray_cluster.control / "encoded.log"
+    log.unlink(missing_ok=True)
+    monkeypatch.setattr(DenseModel, "encode", not_here)
+    monkeypatch.setattr(distributed, "save_chunk", counting_save)
     args = encode_args(corpus, models["repbert"], out, encoder=["--ray", "--ray-workers", "2"])
     assert encode_main(args) == 0
     assert ray_cluster.is_initialized()  # it joined the running instance and left it running
+    return log.read_text(encoding="utf-8").splitlines() if log.exists() else [], saved
+
+
+def test_ray_encoding_equals_single_process_and_resumes_its_chunks(ray_cluster, models, corpus, unsharded, tmp_path,
+                                                                   monkeypatch):
+    out = tmp_path / "idx"
+    interrupted_after(4, models, corpus, out)  # a single-process run dies after 4 chunks ...
+    lines, saved = run_on_ray(ray_cluster, models, corpus, out, monkeypatch)  # ... the same command with --ray ends it
+    n_chunks = N_DOCS // CHUNK
+    assert sorted(saved) == list(range(4, n_chunks))  # exactly the unfinished chunks, each once
+    assert len(lines) == n_chunks - 4  # encoded by Ray workers (other processes), none twice
+    assert os.getpid() not in {int(line.split("\t")[0]) for line in lines}
+    got, got_ids = vectors_and_docids(out)
+    want, want_ids = vectors_and_docids(unsharded["repbert"])
+    assert got_ids == want_ids
+    np.testing.assert_allclose(got, want, rtol=0, atol=1e-6)
+
+
+def test_a_ray_worker_killed_mid_chunk_is_replaced_and_its_chunk_redone(ray_cluster, models, corpus, unsharded,
+                                                                       tmp_path, monkeypatch):
+    out = tmp_path / "idx"
+    interrupted_after(20, models, corpus, out)
+    (ray_cluster.control / "kill-next").touch()  # the first worker to take a chunk dies half-way through it
+    lines, saved = run_on_ray(ray_cluster, models, corpus, out, monkeypatch)
+    assert (ray_cluster.control / "killed").exists()
+    (ray_cluster.control / "killed").unlink()
+    n_chunks = N_DOCS // CHUNK
+    assert sorted(saved) == list(range(20, n_chunks))  # every chunk saved once, the killed one included
+    assert len(lines) == n_chunks - 20 + 1  # the killed attempt, then its retry on a restarted worker
+    assert len({line.split("\t")[0] for line in lines}) >= 2
     got, got_ids = vectors_and_docids(out)
     want, want_ids = vectors_and_docids(unsharded["repbert"])
     assert got_ids == want_ids
