@@ -67,8 +67,7 @@ def main() -> None:
                (f"PQ m={d // 8} x 8 bit", "pq", {"pq_m": d // 8}, None),
                (hnsw_default, "hnsw", {"hnsw_m": 32}, None),
                ("HNSW M=32, efSearch=16 (FAISS's default)", "hnsw", {"hnsw_m": 32}, 16),
-               ("HNSW M=32, efSearch=100", "hnsw", {"hnsw_m": 32}, 100),
-               ("HNSW M=32, efSearch=256", "hnsw", {"hnsw_m": 32}, 256)]
+               ("HNSW M=32, efSearch=100", "hnsw", {"hnsw_m": 32}, 100)]
     work = OUTPUT / "index_memory"
     exact = {k: DenseSearcher(index_dir).search_vectors(queries, k, args.threads)[1] for k in KS}
     rows, built = [], {}

@@ -64,7 +64,7 @@ def test_index_dirs_record_what_they_were_built_from(tiny_family_dirs, tmp_path)
     out = encode_corpus(DOCS, model, tmp_path / "idx", encoder_id, "hnsw", progress=False, hnsw_m=8)
     meta = read_index_dir(out)[2]
     assert meta.corpus == docs_fingerprint(DOCS) and meta.encoder == encoder_id
-    assert meta.index_options == {"hnsw_m": 8, "ef_construction": 200, "ef_search": 128}
+    assert meta.index_options == {"hnsw_m": 8, "ef_construction": 200, "ef_search": 256}
     assert reuse_problems(out, docs_fingerprint(DOCS), encoder_id, "hnsw", hnsw_m=8) == []
     assert reuse_problems(out, docs_fingerprint(DOCS[1:]), encoder_id, "hnsw") == ["it holds other documents"]
     assert reuse_problems(out, docs_fingerprint(DOCS), {**encoder_id, "l2_norm": True}, "hnsw") == \

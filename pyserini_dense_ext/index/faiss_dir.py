@@ -25,9 +25,10 @@ from ..io.fingerprint import differences
 
 INDEX_FILE, DOCID_FILE, META_FILE = "index", "docid", "dense_ext_index.json"
 INDEX_TYPES = ("flat", "flat-fp16", "hnsw", "pq")
-# HNSW beam width at search time. FAISS's default, 16, kept 0.59 of the exact top 100 in a test on 5,000
-# random unit vectors; the searcher uses max(this, rows asked for). Measured on SciFact: docs/reliability.md.
-DEFAULT_EF_SEARCH = 128
+# HNSW beam width at search time; the searcher uses max(this, rows asked for). FAISS's default, 16, kept 0.71 of
+# the flat top 100 and 0.26 of the top 1000 on SciFact/MiniLM; max(256, k) keeps 0.999 of both
+# (bench/index_memory.py, docs/reliability.md).
+DEFAULT_EF_SEARCH = 256
 PQ_MIN_POINTS_PER_CENTROID = 39  # FAISS's k-means asks for this many training vectors per centroid
 
 
@@ -97,9 +98,9 @@ def build_faiss_index(vectors: np.ndarray, index_type: str = "flat", hnsw_m: int
         index = faiss.IndexPQ(d, pq_m, pq_nbits, faiss.METRIC_INNER_PRODUCT)
         wanted = PQ_MIN_POINTS_PER_CENTROID * 2 ** pq_nbits
         if n < wanted:  # said once here, instead of FAISS's warning once per sub-quantiser
-            print(f"warning: PQ codebooks trained on {n} vectors, fewer than the {wanted} k-means wants for "
-                  f"{2 ** pq_nbits} centroids: recall will be poor; a flat or hnsw index suits a corpus this small",
-                  file=sys.stderr)
+            print(f"warning: PQ codebooks trained on {n} vectors, fewer than the {wanted} FAISS's k-means asks for "
+                  f"({PQ_MIN_POINTS_PER_CENTROID} per centroid): recall may suffer; flat or hnsw suits a corpus "
+                  "this small", file=sys.stderr)
             index.pq.cp.min_points_per_centroid = 1
         index.train(vectors)
     else:
