@@ -312,39 +312,93 @@ def test_parameters_are_checked_once_where_the_method_is_chosen(monkeypatch):
 
 
 # ---------------------------------------------------------------- tune
-def test_tune_finds_the_best_alpha_and_writes_csv_and_plot(tmp_path):
+def tune_data(tmp_path, seed, n_queries=12):
+    """Random noisy sparse/dense runs where only a mix puts the relevant documents first; written as files."""
+    rng = np.random.default_rng(seed)
+    qrels, sparse, dense = {}, {}, {}
+    for q in range(n_queries):
+        docs = [f"d{i}" for i in range(40)]
+        relevant = set(rng.choice(docs, 3, replace=False).tolist())
+        qrels[f"q{seed}-{q}"] = {d: 1 for d in relevant}
+        sparse[f"q{seed}-{q}"] = sorted(((d, 10 * rng.random() + 6 * (d in relevant)) for d in docs[:30]),
+                                        key=lambda x: -x[1])
+        dense[f"q{seed}-{q}"] = sorted(((d, rng.random() + 0.6 * (d in relevant)) for d in docs[10:]),
+                                       key=lambda x: -x[1])
+    paths = {name: tmp_path / f"{name}{seed}.trec" for name in ("s", "d")}
+    write_run(paths["s"], sparse)
+    write_run(paths["d"], dense)
+    qrels_path = tmp_path / f"qrels{seed}.txt"
+    qrels_path.write_text("".join(f"{q} 0 {d} 1\n" for q, docs in qrels.items() for d in docs))
+    return qrels, read_run(paths["s"]), read_run(paths["d"]), paths, qrels_path  # runs as rounded in the files
+
+
+def test_tune_finds_the_best_alpha_prints_it_and_writes_csv_and_plot(tmp_path, capsys):
     import csv
 
     from pyserini_dense_ext.eval.metrics import evaluate
     from pyserini_dense_ext.tune import main as tune_main
 
-    rng = np.random.default_rng(0)
-    qrels, sparse, dense = {}, {}, {}
-    for q in range(12):
-        docs = [f"d{i}" for i in range(40)]
-        relevant = set(rng.choice(docs, 3, replace=False).tolist())
-        qrels[f"q{q}"] = {d: 1 for d in relevant}
-        # Each list is noisy on its own; only a mix puts the relevant documents first.
-        sparse[f"q{q}"] = sorted(((d, 10 * rng.random() + 6 * (d in relevant)) for d in docs[:30]), key=lambda x: -x[1])
-        dense[f"q{q}"] = sorted(((d, rng.random() + 0.6 * (d in relevant)) for d in docs[10:]), key=lambda x: -x[1])
-    qrels_path = tmp_path / "qrels.txt"
-    qrels_path.write_text("".join(f"{q} 0 {d} 1\n" for q, docs in qrels.items() for d in docs))
-    write_run(tmp_path / "s.trec", sparse)
-    write_run(tmp_path / "d.trec", dense)
-    sparse, dense = read_run(tmp_path / "s.trec"), read_run(tmp_path / "d.trec")  # as rounded in the files
+    qrels, sparse, dense, paths, qrels_path = tune_data(tmp_path, 0)
     alphas = [0.0, 0.05, 0.1, 0.2, 0.5, 1.0]
-    out = tmp_path / "sweep.csv"
-    assert tune_main(["tune", "--runs", str(tmp_path / "s.trec"), str(tmp_path / "d.trec"), "--qrels", str(qrels_path),
+    out, plot = tmp_path / "sweep.csv", tmp_path / "figures" / "sweep-plot.png"
+    assert tune_main(["tune", "--runs", str(paths["s"]), str(paths["d"]), "--qrels", str(qrels_path),
                       "--methods", "linear", "rrf", "combsum", "--alphas", ",".join(map(str, alphas)),
-                      "--rrf-ks", "1,60", "--metrics", "ndcg@10", "--csv", str(out), "--quiet"]) == 0
+                      "--rrf-ks", "1,60", "--metrics", "ndcg@10", "--csv", str(out), "--plot", str(plot),
+                      "--quiet"]) == 0
+    printed = capsys.readouterr().out
     rows = list(csv.DictReader(out.open()))
     by_alpha = {float(r["value"]): float(r["ndcg@10"]) for r in rows if r["method"] == "linear"}
     brute = {a: evaluate(fuse([sparse, dense], "linear", alpha=a), qrels, ["ndcg@10"])["ndcg@10"] for a in alphas}
     assert by_alpha == pytest.approx(brute, abs=1e-6)
+    best = max(alphas, key=lambda a: (round(brute[a], 12), -a))  # the smallest alpha among the best
+    assert len(set(brute.values())) > 2 and best not in (alphas[0], alphas[-1])  # a real optimum inside the grid
+    rrf = {k: evaluate(fuse([sparse, dense], "rrf", rrf_k=k), qrels, ["ndcg@10"])["ndcg@10"] for k in (1, 60)}
+    best_k = max((1, 60), key=lambda k: (round(rrf[k], 12), -k))
+    combsum = evaluate(fuse([sparse, dense], "combsum"), qrels, ["ndcg@10"])["ndcg@10"]
+    table = {line.split()[0]: line.split()[1:] for line in printed.splitlines()[1:] if line.split()}
+    assert table["linear"] == [f"{brute[best]:.4f}", "@", f"{best:g}"]
+    assert table["rrf"] == [f"{rrf[best_k]:.4f}", "@", f"{best_k:g}"]
+    assert table["combsum"] == [f"{combsum:.4f}"]
+    assert table["sparse"] == [f"{evaluate(sparse, qrels, ['ndcg@10'])['ndcg@10']:.4f}"]
     assert {r["method"] for r in rows} == {"sparse", "dense", "linear", "rrf", "combsum"}
     assert [r["parameter"] for r in rows if r["method"] == "rrf"] == ["rrf_k", "rrf_k"]
-    png = out.with_suffix(".png").read_bytes()
-    assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 10_000
+    png = plot.read_bytes()  # --plot: the PNG goes where asked, not beside the CSV
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 10_000 and not out.with_suffix(".png").exists()
+    assert f"wrote {out} and {plot}" in printed
+
+
+def test_tune_scores_the_tuned_values_on_held_out_queries(tmp_path, capsys):
+    import csv
+
+    from pyserini_dense_ext.eval.metrics import evaluate
+    from pyserini_dense_ext.tune import main as tune_main
+
+    qrels, sparse, dense, paths, qrels_path = tune_data(tmp_path, 0)
+    eval_qrels, eval_sparse, eval_dense, eval_paths, eval_qrels_path = tune_data(tmp_path, 1)
+    alphas = [0.0, 0.05, 0.1, 0.2, 0.5, 1.0]
+    out = tmp_path / "sweep.csv"
+    assert tune_main(["tune", "--runs", str(paths["s"]), str(paths["d"]), "--qrels", str(qrels_path),
+                      "--eval-runs", str(eval_paths["s"]), str(eval_paths["d"]), "--eval-qrels", str(eval_qrels_path),
+                      "--methods", "linear", "weighted:z-score", "interleave", "--alphas", ",".join(map(str, alphas)),
+                      "--metrics", "ndcg@10", "recall@100", "--csv", str(out), "--no-plot", "--quiet"]) == 0
+    printed = capsys.readouterr().out
+    assert not out.with_suffix(".png").exists()  # --no-plot
+    held_out = {r["method"]: r for r in csv.DictReader(out.with_name("sweep.eval.csv").open())}
+    assert set(held_out) == {"sparse", "dense", "linear", "weighted:z-score", "interleave"}
+    section = printed.split("held-out queries")[1]
+    for label, method, params in (("linear", "linear", {}), ("weighted:z-score", "weighted",
+                                                             {"normalization": "z-score"})):
+        tuned = max(alphas, key=lambda a: (round(evaluate(fuse([sparse, dense], method, alpha=a, **params), qrels,
+                                                          ["ndcg@10"])["ndcg@10"], 12), -a))  # on the tuning queries
+        expected = evaluate(fuse([eval_sparse, eval_dense], method, alpha=tuned, **params), eval_qrels,
+                            ["ndcg@10", "recall@100"])
+        assert float(held_out[label]["value"]) == tuned
+        assert float(held_out[label]["ndcg@10"]) == pytest.approx(expected["ndcg@10"], abs=1e-6)
+        assert float(held_out[label]["recall@100"]) == pytest.approx(expected["recall@100"], abs=1e-6)
+        line = next(x.split() for x in section.splitlines() if x.split()[:1] == [label])
+        assert line == [label, f"{tuned:g}", f"{expected['ndcg@10']:.4f}", f"{expected['recall@100']:.4f}"]
+    interleave = evaluate(fuse([eval_sparse, eval_dense], "interleave"), eval_qrels, ["ndcg@10"])["ndcg@10"]
+    assert float(held_out["interleave"]["ndcg@10"]) == pytest.approx(interleave, abs=1e-6)
 
 
 def test_tune_bad_arguments(tmp_path, monkeypatch):

@@ -359,9 +359,13 @@ def test_tune_from_indexes_scores_what_the_hybrid_searcher_returns(indexes, tmp_
              for i, q in enumerate(qids)}
     qrels_path = tmp_path / "qrels.txt"
     qrels_path.write_text("".join(f"{q} 0 {d} {g}\n" for q, js in qrels.items() for d, g in js.items()))
-    csv_path = tmp_path / "sweep.csv"
-    tune_args = ["--topics", str(topics), "--qrels", str(qrels_path), "--methods", "linear", "--alphas", "0.1,1",
-                 "--hits", "20", "--k", "20", "--metrics", "ndcg@10", "--csv", str(csv_path), "--no-plot", "--quiet"]
+    csv_path, saved = tmp_path / "sweep.csv", tmp_path / "saved"
+    eval_qrels = {q: {docs[(5 * i + 1) % len(docs)].docid: 1} for i, q in enumerate(qids[:4])}
+    eval_path = tmp_path / "eval-qrels.txt"
+    eval_path.write_text("".join(f"{q} 0 {d} {g}\n" for q, js in eval_qrels.items() for d, g in js.items()))
+    tune_args = ["--topics", str(topics), "--qrels", str(qrels_path), "--eval-qrels", str(eval_path), "--methods",
+                 "linear", "--alphas", "0.1,1", "--hits", "20", "--k", "20", "--metrics", "ndcg@10", "--csv",
+                 str(csv_path), "--save-runs", str(saved), "--no-plot", "--quiet"]
     assert tune_main(cli_groups(indexes, tmp_path, "tune", *tune_args)) == 0
     rows = {(r["method"], r["value"]): float(r["ndcg@10"]) for r in csv.DictReader(csv_path.open())}
     # the tune options may also come first, without the group name
@@ -372,3 +376,22 @@ def test_tune_from_indexes_scores_what_the_hybrid_searcher_returns(indexes, tmp_
         fused = hybrid.batch_search(QUERIES, qids, k0=20, k=20, alpha=alpha)
         run = {q: [(h.docid, h.score) for h in hits] for q, hits in fused.items()}
         assert rows["linear", str(alpha)] == pytest.approx(evaluate(run, qrels, ("ndcg@10",))["ndcg@10"], abs=1e-6)
+    # --save-runs: the two lists as the searchers return them, for the tuning and the held-out queries
+    sparse_ref = dict(zip(qids, pyserini_hits(lucene_searcher(indexes["lucene"]), QUERIES, 20)))
+    dense_ref = {q: [(h.docid, h.score) for h in hits]
+                 for q, hits in dense_searcher(indexes).batch_search(QUERIES, qids, k=20).items()}
+    for split, split_qids in (("tune", qids), ("eval", qids[:4])):
+        for name, ref in (("sparse", sparse_ref), ("dense", dense_ref)):
+            got = read_run(saved / f"{name}.{split}.trec")
+            assert set(got) == {q for q in split_qids if ref[q]}
+            for q in got:  # (the file re-sorts exact ties by docid: compare docid -> score)
+                assert dict(got[q]) == pytest.approx(dict(ref[q]), abs=1e-6), (name, split, q)
+    # ... and tuning from the saved runs gives the same sweep without searching
+    from_runs = tmp_path / "from-runs.csv"
+    assert tune_main(["tune", "--runs", str(saved / "sparse.tune.trec"), str(saved / "dense.tune.trec"), "--qrels",
+                      str(qrels_path), "--methods", "linear", "--alphas", "0.1,1", "--hits", "20", "--k", "20",
+                      "--metrics", "ndcg@10", "--csv", str(from_runs), "--no-plot", "--quiet"]) == 0
+    again = {(r["method"], r["value"]): float(r["ndcg@10"]) for r in csv.DictReader(from_runs.open())}
+    assert again == pytest.approx(rows, abs=1e-6)
+    held_out = {(r["method"], r["value"]) for r in csv.DictReader(csv_path.with_name("sweep.eval.csv").open())}
+    assert ("sparse", "") in held_out and any(m == "linear" and v in ("0.1", "1.0") for m, v in held_out)
