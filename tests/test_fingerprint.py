@@ -14,7 +14,7 @@ from pyserini_dense_ext.io import Doc, InputError, read_corpus
 from pyserini_dense_ext.io.fingerprint import (combine_fingerprints, docs_fingerprint, encoder_fingerprint,
                                                model_fingerprint)
 
-from conftest import cached_dense_index, cached_lucene_index
+from conftest import cached_dense_index, cached_lucene_index, crash_on_call
 
 DOCS = [Doc(f"d{i}", t) for i, t in enumerate(["protein cells", "wing flow", "heat layer", "mach shock", "gene"])]
 
@@ -100,18 +100,8 @@ def test_test_cache_rebuilds_for_another_corpus_and_reuses_the_same_one(tiny_fam
 def test_resume_refuses_chunks_of_other_texts_under_the_same_docids(tiny_family_dirs, tmp_path):
     """The partial dir's fingerprint hashed the docids only: an edited corpus resumed with stale vectors."""
     model = load_model(tiny_family_dirs["repbert"])
-    real, calls = model.encode, {"n": 0}
-
-    def crash_on_second(*args, **kwargs):
-        calls["n"] += 1
-        if calls["n"] == 2:
-            raise KeyboardInterrupt
-        return real(*args, **kwargs)
-
-    model.encode = crash_on_second
-    with pytest.raises(KeyboardInterrupt):
+    with crash_on_call(model, "encode", 2), pytest.raises(KeyboardInterrupt):
         encode_corpus(DOCS, model, tmp_path / "idx", {"model": "x"}, chunk_size=2, progress=False)
-    model.encode = real
     edited = [dataclasses.replace(DOCS[0], text="another text"), *DOCS[1:]]
     with pytest.raises(ValueError, match="partial encoding made with other arguments or another corpus"):
         encode_corpus(edited, model, tmp_path / "idx", {"model": "x"}, chunk_size=2, progress=False)
