@@ -31,13 +31,14 @@ GROUPS = ("dense", "sparse", "tune")
 EXAMPLE = """examples:
   # from run files (BM25 and dense, top 1000, on the training queries)
   python -m pyserini_dense_ext.tune tune --runs runs/bm25.train.trec runs/dense.train.trec \\
-    --qrels data/scifact/qrels/train.tsv --csv runs/sweep.csv
+    --qrels ../shared/data/scifact/qrels/train.tsv --csv runs/sweep.csv
   # from the indexes, then score the tuned values on the test queries
   python -m pyserini_dense_ext.tune \\
-    dense  --index indexes/scifact-minilm --encoder MODEL_DIR \\
+    dense  --index indexes/scifact-minilm --encoder MODEL_DIR --family repbert --pooling mean --l2-norm \\
+           --query-max-length 256 --doc-segment-id 0 \\
     sparse --index indexes/scifact-bm25 --k1 0.9 --b 0.4 \\
-    tune   --topics data/scifact/queries.jsonl --qrels data/scifact/qrels/train.tsv \\
-           --eval-qrels data/scifact/qrels/test.tsv --csv runs/sweep.csv --threads 2
+    tune   --topics ../shared/data/scifact/queries.jsonl --qrels ../shared/data/scifact/qrels/train.tsv \\
+           --eval-qrels ../shared/data/scifact/qrels/test.tsv --csv runs/sweep.csv --threads 2
 
 method variants are METHOD[:NORMALIZATION], e.g. linear:centred; normalisations: """ + ", ".join(NORMALIZATIONS)
 

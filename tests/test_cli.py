@@ -220,3 +220,41 @@ def test_index_metadata_is_json_a_user_can_read(tiny_family_dirs, tiny_corpus, t
     out = build(tiny_family_dirs["repbert"], tiny_corpus, tmp_path / "idx")
     meta = json.loads((out / "dense_ext_index.json").read_text())
     assert {"corpus", "encoder", "index_options", "index_type"} <= set(meta)
+
+
+# ----- what the docs and help texts tell a user ------------------------------------------------------
+
+def help_texts(monkeypatch, capsys) -> dict[str, str]:
+    """Every command's --help (and each argument group's) as a user prints it."""
+    texts = {}
+    for name, attr in console_scripts().items():
+        groups = {"dense-ext-encode": ["input", "encoder", "output"], "dense-ext-hybrid": ["dense", "sparse", "fusion",
+                                                                                         "run"]}.get(name, [])
+        for argv in [["--help"]] + [[g, "--help"] for g in groups]:
+            monkeypatch.setattr(sys, "argv", [name, *argv])
+            with pytest.raises(SystemExit):
+                getattr(cli, attr)()
+            texts[" ".join([name, *argv])] = capsys.readouterr().out
+    return texts
+
+
+def test_docs_and_help_name_only_paths_a_user_has(monkeypatch, capsys):
+    """Examples used data/scifact/... (no such dir for a user) and benches one machine's /work/cache paths."""
+    sources = {str(p.relative_to(ROOT)): p.read_text(encoding="utf-8")
+               for p in [ROOT / "README.md", *ROOT.glob("docs/*.md"), *ROOT.glob("bench/*.py"),
+                         *ROOT.glob("pyserini_dense_ext/**/*.py")]}
+    sources.update(help_texts(monkeypatch, capsys))
+    for where, text in sources.items():
+        assert not re.search(r"(?<![\w./])data/(scifact|cranfield)/", text), where
+        assert not re.search(r"/work/|/home/|/root/|/tmp/", text), where
+    quickstart = sources["dense-ext-quickstart --help"]
+    assert "--encoder" in quickstart and "--model" not in quickstart
+
+
+def test_what_the_readme_commands_create_is_ignored_by_git(tmp_path):
+    if not (ROOT / ".git").exists():
+        pytest.skip("not a git checkout")
+    paths = ["indexes/scifact-minilm/index", "exports/minilm-q.onnx", "models/my-repbert/config.json",
+             "runs/scifact.minilm.trec", "run.trec", "quickstart-output/runs/bm25.trec", "bench/output/x.json"]
+    done = subprocess.run(["git", "-C", str(ROOT), "check-ignore", "--no-index", *paths], capture_output=True, text=True)
+    assert done.stdout.split() == paths

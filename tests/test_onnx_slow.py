@@ -5,6 +5,9 @@ while its fingerprints match SciFact and the model.
 """
 from __future__ import annotations
 
+import re
+from pathlib import Path
+
 import faiss
 import numpy as np
 import pytest
@@ -17,6 +20,7 @@ from pyserini_dense_ext.io.topics import read_topics
 from pyserini_dense_ext.onnx import OnnxQueryEncoder, export_onnx, load_onnx
 
 pytestmark = pytest.mark.slow
+ROOT = Path(__file__).resolve().parents[1]
 
 OPTIONS = dict(family="repbert", pooling="mean", l2_norm=True, doc_segment_id=0, query_max_length=256,
                doc_max_length=256)
@@ -35,7 +39,7 @@ def setup(minilm_dir, scifact, scifact_minilm_index, tmp_path_factory):
     index, docids, _ = read_index_dir(scifact_minilm_index)
     assert docids == [d.docid for d in docs]
     return dict(paths=paths, torch=torch_model, topics=topics, qrels=qrels, docs=docs, index_dir=scifact_minilm_index,
-                doc_vectors=index.reconstruct_n(0, index.ntotal))
+                doc_vectors=index.reconstruct_n(0, index.ntotal), scifact=scifact)
 
 
 def test_document_export_matches_torch(setup, minilm_dir, tmp_path):
@@ -72,14 +76,49 @@ def ndcg10(vectors: np.ndarray, setup) -> float:
     return evaluate(run, setup["qrels"], ["ndcg@10"])["ndcg@10"]
 
 
-@pytest.mark.parametrize("batch_size", [1, 32])
+def doc_row(path: Path, first_cell: str) -> list[list[float]]:
+    """The numbers in each cell after the first of the Markdown table row of ``path`` starting with ``first_cell``."""
+    for line in path.read_text(encoding="utf-8").splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if line.startswith("| ") and cells[0] == first_cell:
+            return [[float(x) for x in re.findall(r"\d+\.\d+", c)] for c in cells[1:]]
+    raise AssertionError(f"{path}: no table row {first_cell!r}")
+
+
+@pytest.mark.parametrize("batch_size", [1, 32, 300])
 def test_int8_keeps_effectiveness(setup, batch_size):
-    """Activations are quantised per batch, so int8 vectors depend a little on the batch: check 1 and 32."""
+    """Activations are quantised per batch, so int8 vectors depend a little on the batch: check 1, 32 and all at
+    once, and that docs/onnx.md's table states what this measures."""
     texts = list(setup["topics"].values())
+    torch_vectors = setup["torch"].encode(texts, "query")
     fp32 = load_onnx(setup["paths"]["fp32"]).encode(texts, "query", batch_size=batch_size)
     int8 = load_onnx(setup["paths"]["int8"]).encode(texts, "query", batch_size=batch_size)
-    cosine = (fp32 * int8).sum(1) / np.linalg.norm(fp32, axis=1) / np.linalg.norm(int8, axis=1)
+    cosine = (torch_vectors * int8).sum(1) / np.linalg.norm(torch_vectors, axis=1) / np.linalg.norm(int8, axis=1)
     assert cosine.min() >= 0.99
     ndcg_fp32, ndcg_int8 = ndcg10(fp32, setup), ndcg10(int8, setup)
     assert ndcg_fp32 == pytest.approx(0.6451, abs=5e-4)  # Pyserini's score for this recipe (pyserini.encode)
     assert abs(ndcg_int8 - ndcg_fp32) <= 0.005
+    stated = doc_row(ROOT / "docs/onnx.md", str(batch_size) if batch_size < 300 else "300 (all at once)")
+    assert stated == [[round(float(cosine.min()), 3), round(float(cosine.mean()), 3)], [round(ndcg_int8, 4)],
+                      [round(ndcg_fp32, 4)]]
+
+
+def test_readme_int8_row_is_what_the_search_command_scores(setup, tmp_path):
+    """README: ONNX int8 through python -m pyserini_dense_ext.search at --batch-size 32 (its default) and 1; the
+    command encodes 256 queries per chunk, so its batches are not those of one 300-query encode call."""
+    from pyserini_dense_ext.eval.metrics import evaluate
+    from pyserini_dense_ext.io import read_run
+    from pyserini_dense_ext.search.__main__ import main
+
+    scores = []
+    for batch_size in (32, 1):
+        out = tmp_path / f"int8-{batch_size}.trec"
+        assert main(["--index", str(setup["index_dir"]), "--encoder", str(setup["paths"]["int8"]), "--topics",
+                     str(setup["scifact"] / "queries.jsonl"), "--qids-from", str(setup["scifact"] / "qrels/test.tsv"),
+                     "--batch-size", str(batch_size), "--output", str(out), "--quiet"]) == 0
+        scores.append(round(evaluate(read_run(out), setup["qrels"], ["ndcg@10"])["ndcg@10"], 4))
+    assert doc_row(ROOT / "README.md", "ONNX int8, `search --batch-size 32` (its default) / `--batch-size 1`")[0] \
+        == scores
+    stated = re.search(r"it scores (\d\.\d{4}) at its default\s+`--batch-size 32` and (\d\.\d{4}) at `--batch-size 1`",
+                       (ROOT / "docs/onnx.md").read_text(encoding="utf-8"))
+    assert [float(x) for x in stated.groups()] == scores

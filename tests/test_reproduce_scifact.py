@@ -2,8 +2,13 @@
 
 References (not our own outputs): all-MiniLM-L6-v2 nDCG@10 0.6451 on SciFact test (MTEB);
 Pyserini BM25 flat (k1=0.9, b=0.4) nDCG@10 0.6789 and R@100 0.9253 (Pyserini's BEIR figures).
+The tuned-hybrid tables of README.md and docs/hybrid.md and the search.hybrid --help example are
+checked against what the commands they name print.
 """
 from __future__ import annotations
+
+import re
+from pathlib import Path
 
 import pytest
 
@@ -51,32 +56,118 @@ def test_bm25_reproduces_pyserini_beir_flat(scifact_bm25_index, test_split):
     assert scores["recall@100"] == pytest.approx(0.9253, abs=0.002)
 
 
-def test_hybrid_tuned_on_train_beats_bm25_and_dense_on_test(scifact, scifact_minilm_index, scifact_bm25_index,
-                                                             minilm_dir, test_split):
-    """Issue 3's claim: alpha tuned on the 809 train queries; the tuned hybrid wins on the 300 test queries."""
-    from pyserini.search.lucene import LuceneSearcher
+ROOT = Path(__file__).resolve().parents[1]
+# First cells of the hybrid tables' rows (README.md, docs/hybrid.md) -> the tune variants they report.
+HYBRID_ROWS = {"linear, raw scores": ["linear"], "linear, centred": ["linear:centred"], "linear, z-score":
+               ["linear:z-score"], "weighted, raw scores": ["weighted"], "weighted, z-score": ["weighted:z-score"],
+               "RRF": ["rrf"], "CombSUM / CombMNZ": ["combsum", "combmnz"], "CombSUM (min-max)": ["combsum"],
+               "CombMNZ (min-max)": ["combmnz"], "interleave": ["interleave"]}
 
-    from pyserini_dense_ext.fusion.sweep import Variant, best_values, sweep
-    from pyserini_dense_ext.search.hybrid import HybridSearcher
 
-    bm25 = LuceneSearcher(str(scifact_bm25_index))
-    bm25.set_bm25(0.9, 0.4)
-    hybrid = HybridSearcher(DenseSearcher(scifact_minilm_index, minilm_dir, **MINILM), bm25)
-    train_qrels = read_qrels(scifact / "qrels" / "train.tsv")
-    train = read_topics(scifact / "queries.jsonl", set(train_qrels))
-    assert len(train) == 809
-    variants = [Variant("linear"), Variant("weighted", "z-score")]
-    grid = [0.0, 0.02, 0.05, 0.1, 0.3, 1.0, 3.0]
-    rows = sweep(hybrid.search_lists(train, 1000, 2, progress=False), train_qrels, variants, grid, [], ("ndcg@10",),
-                 k=1000, progress=False)
-    best = best_values(rows, ("ndcg@10",))
-    topics, qrels = test_split
-    test_rows = sweep(hybrid.search_lists(topics, 1000, 2, progress=False), qrels, variants,
-                      sorted({best[v.label]["ndcg@10"][0] for v in variants}), [], ("ndcg@10",), k=1000,
-                      progress=False)
-    alone = {r["method"]: r["ndcg@10"] for r in test_rows if r["value"] is None}
-    assert alone["sparse"] == pytest.approx(0.6789, abs=0.002) and alone["dense"] == pytest.approx(0.6451, abs=0.005)
-    for v in variants:
-        tuned = best[v.label]["ndcg@10"][0]
-        score = next(r["ndcg@10"] for r in test_rows if r["method"] == v.label and r["value"] == tuned)
-        assert score > max(alone.values()), (v.label, tuned, score)
+def table_rows(path: Path) -> list[list[str]]:
+    """The cells of every Markdown table row of ``path``, emphasis stripped."""
+    return [[c.strip().strip("*") for c in line.strip().strip("|").split("|")]
+            for line in path.read_text(encoding="utf-8").splitlines() if line.startswith("| ")]
+
+
+def hybrid_rows(path: Path) -> list[tuple[list[str], list[str]]]:
+    """(variants, cells) of the tuned-hybrid rows; "RRF" must be the whole first cell (not `rrf` elsewhere)."""
+    out = []
+    for cells in table_rows(path):
+        for prefix, methods in HYBRID_ROWS.items():
+            if cells[0] == prefix or (prefix != "RRF" and cells[0].startswith(prefix)):
+                out.append((methods, cells))
+    return out
+
+
+def numbers(cell: str) -> list[float]:
+    return [float(x) for x in re.findall(r"\d+\.\d+|\d+", cell)]
+
+
+@pytest.fixture(scope="module")
+def tuned(scifact, scifact_minilm_index, scifact_bm25_index, minilm_dir, tmp_path_factory):
+    """docs/hybrid.md's tune command (tuned on the 809 train queries, scored on the 300 test queries), and the
+    untuned Pyserini defaults from the runs it saved: {csv name: {method: row}}."""
+    import csv
+
+    from pyserini_dense_ext.tune import main as tune_main
+
+    out = tmp_path_factory.mktemp("tune")
+    recipe = ["--family", "repbert", "--pooling", "mean", "--l2-norm", "--query-max-length", "256",
+              "--doc-segment-id", "0"]
+    assert tune_main(["dense", "--index", str(scifact_minilm_index), "--encoder", str(minilm_dir), *recipe,
+                      "sparse", "--index", str(scifact_bm25_index), "--k1", "0.9", "--b", "0.4",
+                      "tune", "--topics", str(scifact / "queries.jsonl"), "--qrels", str(scifact / "qrels/train.tsv"),
+                      "--eval-qrels", str(scifact / "qrels/test.tsv"), "--csv", str(out / "sweep.csv"),
+                      "--save-runs", str(out / "runs"), "--threads", "2", "--no-plot", "--quiet"]) == 0
+    assert tune_main(["tune", "--runs", str(out / "runs/sparse.eval.trec"), str(out / "runs/dense.eval.trec"),
+                      "--qrels", str(scifact / "qrels/test.tsv"), "--methods", "linear", "rrf", "--alphas", "0.1",
+                      "--rrf-ks", "60", "--csv", str(out / "untuned.csv"), "--no-plot", "--quiet"]) == 0
+
+    def read(name):
+        rows = {}
+        for r in csv.DictReader((out / name).open()):
+            rows.setdefault(r["method"], []).append(r)
+        return rows
+
+    test = {m: rs[0] for m, rs in read("sweep.eval.csv").items()}
+    train = {m: next(r for r in rs if r["value"] == test[m]["value"]) for m, rs in read("sweep.csv").items()}
+    return {"train": train, "test": test, "untuned": {m: rs[0] for m, rs in read("untuned.csv").items()}}
+
+
+def test_readme_and_docs_hybrid_tables_are_what_tune_reports(tuned):
+    """Every number in the tuned-hybrid tables of README.md and docs/hybrid.md, from the command they name."""
+    def score(split: str, method: str, metric: str) -> float:
+        return round(float(tuned[split][method][metric]), 4)
+
+    for path, columns, n_rows in ((ROOT / "README.md", ("value", "test ndcg@10", "test recall@100"), 8),
+                                  (ROOT / "docs/hybrid.md", ("value", "train ndcg@10", "test ndcg@10",
+                                                             "test recall@100"), 9)):
+        rows = hybrid_rows(path)
+        assert len(rows) == n_rows, path.name
+        for methods, cells in rows:
+            for column, cell in zip(columns, cells[1:]):
+                if column == "value":
+                    got = [float(tuned["test"][m]["value"]) for m in methods if tuned["test"][m]["value"]]
+                else:
+                    split, metric = column.split()
+                    got = [score(split, m, metric) for m in methods]
+                assert numbers(cell) == got, (path.name, cells[0], column)
+    untuned = {m: (score("untuned", m, "ndcg@10"), score("untuned", m, "recall@100")) for m in ("linear", "rrf")}
+    readme = [cells for cells in table_rows(ROOT / "README.md") if cells[0].startswith("untuned")]
+    assert [numbers(c) for c in readme[0][2:4]] == [[untuned["linear"][0], untuned["rrf"][0]],
+                                                   [untuned["linear"][1], untuned["rrf"][1]]]
+    docs = {cells[0].split()[1]: cells for cells in table_rows(ROOT / "docs/hybrid.md")
+            if cells[0].startswith("untuned:")}
+    assert [numbers(c)[0] for c in docs["linear,"][3:5]] == list(untuned["linear"])
+    assert [numbers(c)[0] for c in docs["RRF,"][3:5]] == list(untuned["rrf"])
+
+
+def test_hybrid_tuned_on_train_beats_bm25_and_dense_on_test(tuned):
+    """Every fused run beats both BM25 and dense alone on test nDCG@10 and R@100 (docs/hybrid.md)."""
+    test = tuned["test"]
+    assert float(test["sparse"]["ndcg@10"]) == pytest.approx(0.6789, abs=0.002)
+    assert float(test["dense"]["ndcg@10"]) == pytest.approx(0.6451, abs=0.005)
+    for method, row in test.items():
+        if method in ("sparse", "dense"):
+            continue
+        for metric in ("ndcg@10", "recall@100"):
+            assert float(row[metric]) > max(float(test["sparse"][metric]), float(test["dense"][metric])), \
+                (method, metric)
+
+
+def test_hybrid_help_example_scores_what_it_says(scifact, scifact_minilm_index, scifact_bm25_index, minilm_dir,
+                                                  tuned, tmp_path, capsys):
+    """search.hybrid --help's example, run as written (paths filled in), scores the nDCG@10 its text states."""
+    from pyserini_dense_ext.io import read_run
+    from pyserini_dense_ext.search.hybrid.__main__ import EXAMPLE, main
+
+    stated = float(re.search(r"scores nDCG@10 (\d\.\d{4})", EXAMPLE).group(1))
+    command = " ".join(EXAMPLE.split("python -m pyserini_dense_ext.search.hybrid")[1].split("\n\n")[0].split("\\"))
+    argv = command.replace("indexes/scifact-minilm", str(scifact_minilm_index)).replace(
+        "indexes/scifact-bm25", str(scifact_bm25_index)).replace("MODEL_DIR", str(minilm_dir)).replace(
+        "../shared/data/scifact", str(scifact)).replace("runs/scifact.hybrid.trec", str(tmp_path / "run.trec")).split()
+    assert main(argv + ["--quiet"]) == 0
+    qrels = read_qrels(scifact / "qrels" / "test.tsv")
+    assert round(evaluate(read_run(tmp_path / "run.trec"), qrels, ("ndcg@10",))["ndcg@10"], 4) == stated
+    assert "--alpha 1 --normalization centred" in command and float(tuned["test"]["linear:centred"]["value"]) == 1

@@ -13,9 +13,10 @@ import pyserini_dense_ext  # noqa: F401  (Java/offline set-up before Pyserini lo
 from ..cli import add_encoder_options, encoder_overrides, run_cli
 from ..io.runs import FORMATS
 
-EXAMPLE = """example:
+EXAMPLE = """example (MODEL_DIR is all-MiniLM-L6-v2, a plain Hugging Face dir, so its recipe is given as flags):
   python -m pyserini_dense_ext.search --index indexes/scifact-minilm --encoder MODEL_DIR \\
-    --topics data/scifact/queries.jsonl --qids-from data/scifact/qrels/test.tsv \\
+    --family repbert --pooling mean --l2-norm --query-max-length 256 --doc-segment-id 0 \\
+    --topics ../shared/data/scifact/queries.jsonl --qids-from ../shared/data/scifact/qrels/test.tsv \\
     --output runs/scifact.dense.trec --hits 1000
 """
 

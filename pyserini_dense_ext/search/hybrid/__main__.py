@@ -16,12 +16,14 @@ from ...cli import fusion_from_args, parse_groups, run_cli
 from .options import METHOD_LIST, dense_group, fusion_group, hybrid_from_groups, run_group, sparse_group
 
 GROUPS = ("dense", "sparse", "fusion", "run")
-EXAMPLE = """example (SciFact, MiniLM + BM25, alpha tuned with python -m pyserini_dense_ext.tune):
+EXAMPLE = """example (SciFact, MiniLM + BM25; with centred scores, python -m pyserini_dense_ext.tune picks alpha 1
+on the train queries, and this run scores nDCG@10 0.7320 on test):
   python -m pyserini_dense_ext.search.hybrid \\
     dense  --index indexes/scifact-minilm --encoder MODEL_DIR --family repbert --pooling mean --l2-norm \\
+           --query-max-length 256 --doc-segment-id 0 \\
     sparse --index indexes/scifact-bm25 --k1 0.9 --b 0.4 \\
-    fusion --method linear --alpha 0.1 --normalization centred --hits 1000 \\
-    run    --topics data/scifact/queries.jsonl --qids-from data/scifact/qrels/test.tsv \\
+    fusion --method linear --alpha 1 --normalization centred --hits 1000 \\
+    run    --topics ../shared/data/scifact/queries.jsonl --qids-from ../shared/data/scifact/qrels/test.tsv \\
            --output runs/scifact.hybrid.trec --hits 1000 --threads 2
 
 fusion """ + METHOD_LIST
