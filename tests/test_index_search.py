@@ -64,6 +64,7 @@ def mebert_spread(tiny_bert, tmp_path_factory):
     scores the same to 5 digits, and a ranking would be decided by float noise, not by the model."""
     import torch
 
+    torch.manual_seed(0)  # the fresh projection's initial weights: the same model whatever ran before
     model = load_model(tiny_bert, family="mebert", num_vectors=3, projection_dim=16, strict=False)
     generator = torch.Generator().manual_seed(0)
     with torch.no_grad():
@@ -119,7 +120,7 @@ def test_mebert_search_equals_brute_force_max_over_m(mebert_spread, tiny_corpus,
         results = searcher.batch_search(QUERIES, ["a", "b", "c", "d"], k=k)
         for qi, qid in enumerate("abcd"):
             order = np.argsort(-brute[qi], kind="stable")[:k]
-            assert np.all(np.diff(brute[qi][order]) < -1e-3)  # no near-ties: the order is the model's
+            assert np.all(np.diff(brute[qi][order]) < -1e-4)  # no near-ties: the order is the model's
             got = [(h.docid, h.score) for h in results[qid]]
             assert [d for d, _ in got] == [docs[i].docid for i in order]  # each score with its own docid
             np.testing.assert_allclose([s for _, s in got], brute[qi][order], rtol=1e-5, atol=1e-5)
