@@ -125,7 +125,7 @@ def check_minilm_index(index_dir: str | Path, data: str, model: str) -> Path:
 def minilm_index(data: str, model: str) -> Path:
     """``bench/output/<data>-minilm-flat``: the corpus encoded with torch MiniLM, built once, reused while the
     documents, the model's content and the recipe are those it records."""
-    from pyserini_dense_ext.encode import encode_corpus
+    from pyserini_dense_ext.index.encode import encode_corpus
     from pyserini_dense_ext.index import reuse_problems
     from pyserini_dense_ext.io.fingerprint import docs_fingerprint
 

@@ -125,7 +125,7 @@ def test_search_cli_output_format_and_run_tag(tiny_family_dirs, tiny_corpus, tmp
 
 
 def test_hybrid_and_fuse_cli_output_format_and_run_tag(tiny_family_dirs, tiny_corpus, tmp_path):
-    from pyserini_dense_ext.fuse import main as fuse_main
+    from pyserini_dense_ext.fusion.__main__ import main as fuse_main
     from pyserini_dense_ext.index.lucene import build_lucene_index
     from pyserini_dense_ext.search.hybrid.__main__ import main as hybrid_main
 
