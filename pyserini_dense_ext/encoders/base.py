@@ -161,6 +161,16 @@ class DenseModel(torch.nn.Module):
             config = config.with_overrides(**{f"{'query' if side == 'query' else 'doc'}_max_length": max_length})
         return self.tokenize(self.tokenizer, config, texts, check_side(side))
 
+    def embed(self, texts: list[str], side: Side, max_length: int | None = None) -> torch.Tensor:
+        """Vectors of one batch as a tensor that keeps its graph: the training path.
+
+        The same :meth:`features`, :func:`collate` and :meth:`forward` as :meth:`encode`, so a model
+        trains on exactly the vectors it will later encode; dropout follows ``self.training``.
+        """
+        features = self.features(texts, check_side(side), max_length)
+        batch = collate(features, range(len(texts)), self.tokenizer.pad_token_id)
+        return self(**{k: torch.from_numpy(v).to(self.device) for k, v in batch.items()}, side=side)
+
     def encode(self, texts: Sequence[str], side: Side, batch_size: int = 32, progress: bool = False,
                max_length: int | None = None) -> np.ndarray:
         """Texts to float32 vectors in input order; ``(n, d)`` or ``(n, m, d)``."""

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Iterable, Iterator, Sequence
+from typing import Container, Iterable, Iterator, Sequence
 
 from .atomic import atomic_write
 from .errors import InputError
@@ -18,13 +18,8 @@ Run = dict[str, Ranking]
 FORMATS = ("trec", "msmarco")
 
 
-def read_run(path: str | Path) -> Run:
-    """Read a TREC run (6 columns) or MS MARCO run (``qid docid rank``, scored 1/rank).
-
-    Hits are re-ranked by score (ties by docid, as fusion does), so a file's own rank column
-    cannot disagree with its scores. Duplicate (qid, docid) pairs are an error.
-    """
-    run: dict[str, dict[str, float]] = {}
+def iter_run(path: str | Path) -> Iterator[tuple[int, str, str, float]]:
+    """Yield ``(line number, qid, docid, score)`` per hit of a TREC or MS MARCO run (scored 1/rank), validated."""
     for lineno, line in iter_lines(path, "run file"):
         parts = line.split()
         if not parts:
@@ -43,7 +38,20 @@ def read_run(path: str | Path) -> Run:
             raise InputError(path, f"{value!r} is not a number", lineno, field) from None
         if not math.isfinite(number) or (field == "rank" and number <= 0):
             raise InputError(path, f"{value!r} is not a valid {field}", lineno, field)
-        score = number if field == "score" else 1.0 / number
+        yield lineno, qid, docid, number if field == "score" else 1.0 / number
+
+
+def read_run(path: str | Path, docids: Container[str] | None = None, docid_source: str = "the corpus") -> Run:
+    """Read a TREC run (6 columns) or MS MARCO run (``qid docid rank``, scored 1/rank).
+
+    Hits are re-ranked by score (ties by docid, as fusion does), so a file's own rank column
+    cannot disagree with its scores. Duplicate (qid, docid) pairs are an error, and so, when
+    ``docids`` is given, is a hit outside it (a run made over another collection).
+    """
+    run: dict[str, dict[str, float]] = {}
+    for lineno, qid, docid, score in iter_run(path):
+        if docids is not None and docid not in docids:
+            raise InputError(path, f"names document {docid!r}, which {docid_source} does not hold", lineno, "docid")
         hits = run.setdefault(qid, {})
         if docid in hits:
             raise InputError(path, f"duplicate docid {docid!r} for query {qid!r}", lineno, "docid")
