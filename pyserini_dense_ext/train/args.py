@@ -247,7 +247,7 @@ def read_config(path: str | Path, recipe: str, known: dict[str, type]) -> dict[s
     values = {}
     for name, value in data.items():
         if name not in known:
-            raise InputError(path, f"unknown option; choose from {sorted(known)}", field=name)
+            raise InputError(path, "unknown option (keys are the long flags of --help with _ for -)", field=name)
         values[name] = check_value(known[name], name, value, str(path))
     return values
 
