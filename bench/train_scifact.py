@@ -87,9 +87,9 @@ def train_stage(data: Path, model: str, runs: Path, name: str, extra: list[str])
     return out, sh(cmd, WORK / f"{name}.train.log"), cmd
 
 
-def test_stage(data: Path, encoder: str, name: str, flags: list[str]) -> dict[str, float]:
-    """Encode the corpus, search the test queries, evaluate: the commands a user would run."""
-    index, run = WORK / "indexes" / name, WORK / "runs" / f"{name}.test.trec"
+def test_stage(data: Path, encoder: str, name: str, flags: list[str], index: Path | None = None) -> dict[str, float]:
+    """Encode the corpus (unless ``index`` is given), search the test queries, evaluate: a user's commands."""
+    index, run = index or WORK / "indexes" / name, WORK / "runs" / f"{name}.test.trec"
     py = sys.executable
     if not index.exists():
         sh([py, "-m", "pyserini_dense_ext.encode", "input", "--corpus", str(data / "corpus.jsonl"), "encoder",
@@ -125,7 +125,7 @@ def main() -> None:
     if args.stage == "train":
         return
     result = {"command": " ".join(cmd), "train_wall_seconds": round(seconds, 1), "training": record,
-              "test": {"base MiniLM": test_stage(data, args.model, "base", BASE),
+              "test": {"base MiniLM": test_stage(data, args.model, "base", BASE, WORK / "scifact-minilm"),
                        f"RepBERT recipe ({args.name})": test_stage(data, str(out), args.name, [])},
               "machine": machine()}
     print(json.dumps(result["test"], indent=2))

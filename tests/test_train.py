@@ -407,3 +407,26 @@ def test_existing_output_and_other_arguments_for_a_partial_run_are_refused(toy, 
     (partial_dir(out) / "fingerprint.json").write_text(json.dumps({"args": {"seed": 0}}))
     assert cli_code(argv(toy, tiny_bert, out)) == 2
     assert "partial training run with other arguments" in capsys.readouterr().err and not out.exists()
+
+
+@pytest.mark.parametrize("family", ["repbert", "mebert"])
+def test_dev_ranking_by_encoding_equals_searching_an_index_of_the_same_model(family, tiny_family_dirs, toy, tmp_path):
+    """Re-encoding candidates (RepBERT-style recipes) and searching a fixed flat index (CODER-style) agree
+    when the documents are the model's own, ME-BERT's max over m included."""
+    from pyserini_dense_ext.encode import encode_corpus
+    from pyserini_dense_ext.io import read_corpus
+    from pyserini_dense_ext.train import rank_with_index
+
+    model = load_model(tiny_family_dirs[family])
+    index = encode_corpus(read_corpus(toy / "corpus.jsonl"), model, tmp_path / "idx", {"m": family}, progress=False)
+    data = load_training_data(TrainArgs(model="unused", output="unused", data=str(toy), dev_fraction=0.0))
+    queries = {q: data.queries[q] for q in data.train_qrels}
+    encoded = rank_by_encoding(model, queries, data.corpus, None, 8)
+    searched = rank_with_index(model, queries, index, 8)
+    for qid in queries:  # the toy corpus is under the depth: both score every document (order may differ in ties)
+        a, b = dict(encoded[qid]), dict(searched[qid])
+        assert a.keys() == b.keys() == set(data.corpus.docids)
+        np.testing.assert_allclose([a[d] for d in a], [b[d] for d in a], rtol=1e-5, atol=1e-5)
+    subset = {q: [0, 3, 5] for q in queries}  # candidates: only those rows are scored
+    rescored = rank_by_encoding(model, queries, data.corpus, subset, 8)
+    assert all(sorted(d for d, _ in rescored[q]) == sorted(data.corpus.docids[r] for r in (0, 3, 5)) for q in queries)

@@ -5,11 +5,11 @@ Writing a recipe: subclass :class:`Recipe` (or :class:`BiEncoderRecipe` for a fa
 on a corpus) in a new module of ``recipes/`` that sets ``RECIPE``; see :mod:`.recipe` for the contract.
 """
 from .args import TrainArgs
-from .data import Corpus, TrainData, load_training_data
-from .evaluation import rank_by_encoding, rank_rows, score_candidates
+from .data import Corpus, TrainData, judged_queries, load_training_data
+from .evaluation import rank_by_encoding, rank_rows, rank_with_index, score_candidates
 from .loop import TrainResult, train
 from .recipe import BiEncoderRecipe, Recipe, epoch_rng
 from .recipes import RECIPES
 
 __all__ = ["RECIPES", "BiEncoderRecipe", "Corpus", "Recipe", "TrainArgs", "TrainData", "TrainResult", "epoch_rng",
-           "load_training_data", "rank_by_encoding", "rank_rows", "score_candidates", "train"]
+           "judged_queries", "load_training_data", "rank_by_encoding", "rank_rows", "rank_with_index", "score_candidates", "train"]

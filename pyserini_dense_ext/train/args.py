@@ -124,8 +124,8 @@ class TrainArgs(ModelArgs, DataArgs, OptimArgs, EvalArgs):
 
         need(self.model is not None, "model", "is required")
         need(self.output is not None, "output", "is required")
-        need(self.data is not None or None not in (self.corpus, self.queries, self.qrels), "data",
-             "give a BEIR dir, or all of --corpus, --queries and --qrels")
+        need(self.data is not None or None not in (self.queries, self.qrels), "data",
+             "give a BEIR dir, or --queries and --qrels (and --corpus where the recipe reads documents)")
         for name in ("epochs", "batch_size", "gradient_accumulation", "save_steps", "negative_depth", "eval_depth",
                      "eval_batch_size"):
             need(getattr(self, name) >= 1, name, "must be a positive integer")

@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Container
 
 import numpy as np
 
@@ -115,18 +115,24 @@ def ranked_rows(run: dict[str, list[tuple[str, float]]], qid: str, corpus: Corpu
     return [corpus.row[d] for d, _ in run.get(qid, [])[:depth] if d not in exclude]
 
 
-def load_training_data(args: TrainArgs, corpus_empty: str = "error") -> TrainData:
-    """Read and cross-check every input named in ``args`` (see the module docstring)."""
+def judged_queries(args: TrainArgs, docids: Container[str], docid_source: str
+                   ) -> tuple[dict[str, str], Qrels, Qrels, dict[str, str]]:
+    """Queries, training and dev judgements (``--dev-qrels``, or a seeded split), every judged document
+    checked against ``docids`` (a corpus's, or an index's for a recipe that reads no corpus).
+
+    Returns ``(queries, train_qrels, dev_qrels, files)``.
+    """
     paths = resolve_files(args)
-    docs = read_corpus(paths["corpus"], empty=corpus_empty)
-    corpus = Corpus([d.docid for d in docs], [d.contents for d in docs])
+    for role in ("queries", "qrels"):
+        if role not in paths:
+            raise ValueError(f"--{role}: give it, or a BEIR dir with --data")
     queries = read_topics(paths["queries"])
-    qrels = read_qrels(paths["qrels"], docids=corpus.row, qids=queries, docid_source=f"the corpus {paths['corpus']}",
+    qrels = read_qrels(paths["qrels"], docids=docids, qids=queries, docid_source=docid_source,
                        qid_source=str(paths["queries"]))
-    files = {role: str(p) for role, p in paths.items()}
+    files = {role: str(paths[role]) for role in ("queries", "qrels")}
     if args.dev_qrels:
         dev_path = Path(args.dev_qrels)
-        dev = read_qrels(dev_path, docids=corpus.row, qids=queries, docid_source=f"the corpus {paths['corpus']}",
+        dev = read_qrels(dev_path, docids=docids, qids=queries, docid_source=docid_source,
                          qid_source=str(paths["queries"]))
         check_disjoint(dev_path, qrels)
         train = qrels
@@ -136,12 +142,24 @@ def load_training_data(args: TrainArgs, corpus_empty: str = "error") -> TrainDat
     if not any(positives(j) for j in train.values()):
         raise InputError(paths["qrels"], f"holds no judgement with grade >= {RELEVANT} for the training queries, so "
                                          "there is nothing to train on", field="score")
+    return queries, train, dev, files
 
+
+def load_training_data(args: TrainArgs, corpus_empty: str = "error") -> TrainData:
+    """Read and cross-check every input named in ``args`` (see the module docstring)."""
+    paths = resolve_files(args)
+    if "corpus" not in paths:
+        raise ValueError("--corpus: give it, or a BEIR dir with --data")
+    docs = read_corpus(paths["corpus"], empty=corpus_empty)
+    corpus = Corpus([d.docid for d in docs], [d.contents for d in docs])
+    in_corpus = f"the corpus {paths['corpus']}"
+    queries, train, dev, files = judged_queries(args, corpus.row, in_corpus)
+    files = {"corpus": str(paths["corpus"]), **files}
     runs: dict[str, dict[str, list[tuple[str, float]]]] = {}
 
     def run(path: str) -> dict[str, list[tuple[str, float]]]:
         if path not in runs:
-            runs[path] = read_run(path, docids=corpus.row, docid_source=f"the corpus {paths['corpus']}")
+            runs[path] = read_run(path, docids=corpus.row, docid_source=in_corpus)
         return runs[path]
 
     negatives: dict[str, list[int]] = {}

@@ -1,6 +1,7 @@
 """Dev-split ranking for training: score candidates with vectors, evaluate with our eval module."""
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Mapping, Sequence
 
 import numpy as np
@@ -47,6 +48,19 @@ def rank_by_encoding(model: DenseModel, queries: Mapping[str, str], corpus: Corp
     doc_vectors = model.encode([corpus.texts[r] for r in rows], "document", batch_size=batch_size)
     query_vectors = model.encode(list(queries.values()), "query", batch_size=batch_size)
     return rank_rows(query_vectors, list(queries), doc_vectors, list(rows), corpus.docids, candidates)
+
+
+def rank_with_index(model: DenseModel, queries: Mapping[str, str], index_dir: str | Path, batch_size: int,
+                    k: int = CORPUS_DEPTH) -> Run:
+    """Encode the dev queries with the model as it is now and search a fixed index (flat is exact;
+    ME-BERT rows take their max): the dev ranking of a recipe whose document vectors do not change
+    (CODER). A recipe that trains the document side must re-encode instead (:func:`rank_by_encoding`)."""
+    from ..search import DenseSearcher
+
+    searcher = DenseSearcher(index_dir)
+    vectors = model.encode(list(queries.values()), "query", batch_size=batch_size)
+    scores, docs = searcher.search_vectors(vectors, min(k, searcher.num_docs))
+    return {qid: searcher.to_ranking(scores[i], docs[i]) for i, qid in enumerate(queries)}
 
 
 def dev_metrics(run: Run, qrels: Qrels, metrics: Sequence[str]) -> dict[str, float]:

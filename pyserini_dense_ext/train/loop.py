@@ -176,6 +176,10 @@ class Loop:
             state.stopped_early = bool(self.args.patience) and state.evals_since_best >= self.args.patience
         return values
 
+    def report(self, bar: tqdm, state: LoopState, row: dict[str, Any]) -> None:
+        bar.write(f"step {row['step']}: " + ", ".join(f"dev {k} {row[k]:.4f}" for k in self.metrics)
+                  + f" (best: step {state.best_step})")
+
     # ----- the loop -------------------------------------------------------------------------
     def train_step(self, group: list[Any]) -> float:
         """Forward and backward over the step's batches, then one optimiser step; returns the mean loss."""
@@ -206,10 +210,11 @@ class Loop:
         has_dev = bool(self.recipe.dev_qrels)
         started, base_seconds = time.perf_counter(), state.seconds
         self.module.train()
-        if has_dev and state.step == 0 and self.args.eval_at_start:
-            state.log.append({"step": 0, **self.evaluate(state)})
         bar = tqdm(total=self.total, initial=state.step, desc=f"training {self.recipe.name}", unit="step",
                    disable=self.args.quiet)
+        if has_dev and state.step == 0 and self.args.eval_at_start:
+            state.log.append({"step": 0, **self.evaluate(state)})
+            self.report(bar, state, state.log[-1])
         groups: list[list[Any]] = steps_per_epoch(self.recipe, state.epoch, self.args.gradient_accumulation)
         while state.step < self.total and not state.stopped_early:
             if state.step_in_epoch >= len(groups):
@@ -224,8 +229,7 @@ class Loop:
             last = state.step == self.total
             if has_dev and ((self.args.eval_steps and state.step % self.args.eval_steps == 0) or last):
                 row.update(self.evaluate(state))
-                bar.write(f"step {state.step}: " + ", ".join(f"dev {k} {row[k]:.4f}" for k in self.metrics)
-                          + f" (best: step {state.best_step})")
+                self.report(bar, state, row)
             state.log.append(row)
             bar.update(1)
             bar.set_postfix(loss=f"{loss:.4f}")
