@@ -430,3 +430,36 @@ def test_dev_ranking_by_encoding_equals_searching_an_index_of_the_same_model(fam
     subset = {q: [0, 3, 5] for q in queries}  # candidates: only those rows are scored
     rescored = rank_by_encoding(model, queries, data.corpus, subset, 8)
     assert all(sorted(d for d, _ in rescored[q]) == sorted(data.corpus.docids[r] for r in (0, 3, 5)) for q in queries)
+
+
+def test_schedule_warms_up_linearly_then_decays_to_zero():
+    from pyserini_dense_ext.train.loop import linear_schedule
+
+    optimizer = torch.optim.AdamW([torch.nn.Parameter(torch.zeros(2))], lr=1.0)
+    schedule = linear_schedule(optimizer, warmup=4, total=12)
+    seen = []
+    for _ in range(12):
+        seen.append(schedule.get_last_lr()[0])
+        optimizer.step()
+        schedule.step()
+    assert seen == pytest.approx([1 / 5, 2 / 5, 3 / 5, 4 / 5, 1.0, 7 / 8, 6 / 8, 5 / 8, 4 / 8, 3 / 8, 2 / 8, 1 / 8])
+
+
+def test_autocast_is_for_cuda_only():
+    from pyserini_dense_ext.train.loop import autocast_dtype
+
+    assert autocast_dtype("auto", torch.device("cpu")) is None and autocast_dtype("fp32", torch.device("cpu")) is None
+    with pytest.raises(ValueError, match="CUDA only"):
+        autocast_dtype("bf16", torch.device("cpu"))
+
+
+def test_no_weight_decay_on_biases_and_layer_norms(tiny_bert):
+    from pyserini_dense_ext.train.loop import param_groups
+
+    model = load_model(tiny_bert, family="repbert")
+    decayed, plain = param_groups(model, 0.01)
+    names = {id(p): n for n, p in model.named_parameters()}
+    assert decayed["weight_decay"] == 0.01 and plain["weight_decay"] == 0.0
+    assert all(names[id(p)].endswith("bias") or "LayerNorm" in names[id(p)] for p in plain["params"])
+    assert all(names[id(p)].endswith("weight") and "LayerNorm" not in names[id(p)] for p in decayed["params"])
+    assert len(decayed["params"]) + len(plain["params"]) == len(names)
