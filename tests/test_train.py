@@ -413,7 +413,7 @@ def test_existing_output_and_other_arguments_for_a_partial_run_are_refused(toy, 
 def test_dev_ranking_by_encoding_equals_searching_an_index_of_the_same_model(family, tiny_family_dirs, toy, tmp_path):
     """Re-encoding candidates (RepBERT-style recipes) and searching a fixed flat index (CODER-style) agree
     when the documents are the model's own, ME-BERT's max over m included."""
-    from pyserini_dense_ext.encode import encode_corpus
+    from pyserini_dense_ext.index.encode import encode_corpus
     from pyserini_dense_ext.io import read_corpus
     from pyserini_dense_ext.train import rank_with_index
 

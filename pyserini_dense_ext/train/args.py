@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Union, get_args, get_origin, get_type_hints
 
+from ..encoders.config import EncoderConfig
 from ..io.errors import InputError
 
 ARGS_FILE = "training_args.json"
@@ -28,23 +29,43 @@ def arg(default: Any, help: str, **extra: Any) -> Any:
     return field(default=default, metadata={"help": help, **extra})
 
 
-@dataclass
-class ModelArgs:
-    """model: where training starts and how texts become vectors (unset options come from the model dir's
-    dense_ext.json, else from the recipe family's defaults)"""
+def _unwrap(tp: Any) -> tuple[Any, bool]:
+    """``X | None`` -> (X, True); anything else -> (tp, False)."""
+    if get_origin(tp) in (Union, types.UnionType):
+        inner = [a for a in get_args(tp) if a is not type(None)]
+        if len(inner) == 1:
+            return inner[0], True
+    return tp, False
 
-    model: str | None = arg(None, "local model dir to start from: a Hugging Face checkpoint, with or without "
-                                  "dense_ext.json (required)", metavar="DIR")
-    pooling: Literal["mean", "cls"] | None = arg(None, "pooling of the token vectors")
-    l2_norm: bool | None = arg(None, "L2-normalise vectors (cosine scores)")
-    query_max_length: int | None = arg(None, "query token limit", metavar="N")
-    doc_max_length: int | None = arg(None, "document token limit", metavar="N")
-    query_segment_id: Literal[0, 1] | None = arg(None, "segment (token type) id of query tokens")
-    doc_segment_id: Literal[0, 1] | None = arg(None, "segment (token type) id of document tokens")
-    device: str = arg("auto", "auto (CUDA when there is one), cpu, cuda or cuda:N")
-    precision: Literal["auto", "fp32", "bf16", "fp16"] = arg(
+
+def _config_fields() -> list[tuple[str, Any, Any]]:
+    """One optional field per :class:`EncoderConfig` flag but ``family`` (the recipe's): None lets the model
+    dir's ``dense_ext.json`` (or the family's defaults) decide, as in every other command."""
+    hints = get_type_hints(EncoderConfig)
+    out = []
+    for f in dataclasses.fields(EncoderConfig):
+        spec = f.metadata.get("cli")
+        if spec is None or f.name == "family":
+            continue
+        kind = Literal[tuple(spec["choices"])] if "choices" in spec else _unwrap(hints[f.name])[0]
+        extra = {"metavar": spec["metavar"]} if "metavar" in spec else {}
+        out.append((f.name, kind | None, arg(None, spec["help"], **extra)))
+    return out
+
+
+ENCODER_FIELDS: tuple[str, ...] = tuple(name for name, _, _ in _config_fields())
+ModelArgs = dataclasses.make_dataclass("ModelArgs", [
+    ("model", str | None, arg(None, "local model dir to start from: a Hugging Face checkpoint, with or without "
+                                    "dense_ext.json (required)", metavar="DIR")),
+    *_config_fields(),
+    ("device", str, arg("auto", "auto (CUDA when there is one), cpu, cuda or cuda:N")),
+    ("precision", Literal["auto", "fp32", "bf16", "fp16"], arg(
         "auto", "autocast on CUDA: auto is bf16 where the GPU supports it, else fp16 (with loss scaling); "
-                "CPU always trains in fp32")
+                "CPU always trains in fp32")),
+])
+ModelArgs.__module__ = __name__
+ModelArgs.__doc__ = """model: where training starts and how texts become vectors (the encoder options are
+    EncoderConfig's flags; unset ones come from the model dir's dense_ext.json, else the family's defaults)"""
 
 
 @dataclass
@@ -152,15 +173,6 @@ UNTRACKED = frozenset({"overwrite", "quiet", "plot"})
 
 
 # ----- argparse from dataclasses -----------------------------------------------------------------
-
-def _unwrap(tp: Any) -> tuple[Any, bool]:
-    """``X | None`` -> (X, True); anything else -> (tp, False)."""
-    if get_origin(tp) in (Union, types.UnionType):
-        inner = [a for a in get_args(tp) if a is not type(None)]
-        if len(inner) == 1:
-            return inner[0], True
-    return tp, False
-
 
 def _flag(name: str) -> str:
     return "--" + name.replace("_", "-")

@@ -24,6 +24,8 @@ import torch
 from safetensors.torch import load_model, save_model
 from tqdm.auto import tqdm
 
+from ..progress import progress_bar
+
 from ..encoders import resolve_device as checked_device
 from ..io.atomic import atomic_dir
 from .args import ARGS_FILE, UNTRACKED, TrainArgs, args_dict, write_args
@@ -176,9 +178,10 @@ class Loop:
             state.stopped_early = bool(self.args.patience) and state.evals_since_best >= self.args.patience
         return values
 
-    def report(self, bar: tqdm, state: LoopState, row: dict[str, Any]) -> None:
-        bar.write(f"step {row['step']}: " + ", ".join(f"dev {k} {row[k]:.4f}" for k in self.metrics)
-                  + f" (best: step {state.best_step})")
+    def report(self, state: LoopState, row: dict[str, Any]) -> None:
+        """One line per evaluation, printed above a terminal's progress bar."""
+        tqdm.write(f"step {row['step']}: " + ", ".join(f"dev {k} {row[k]:.4f}" for k in self.metrics)
+                   + f" (best: step {state.best_step})", file=sys.stderr)
 
     # ----- the loop -------------------------------------------------------------------------
     def train_step(self, group: list[Any]) -> float:
@@ -210,11 +213,11 @@ class Loop:
         has_dev = bool(self.recipe.dev_qrels)
         started, base_seconds = time.perf_counter(), state.seconds
         self.module.train()
-        bar = tqdm(total=self.total, initial=state.step, desc=f"training {self.recipe.name}", unit="step",
-                   disable=self.args.quiet)
+        bar = progress_bar(self.total, f"training {self.recipe.name}", "step", enabled=not self.args.quiet,
+                           initial=state.step)
         if has_dev and state.step == 0 and self.args.eval_at_start:
             state.log.append({"step": 0, **self.evaluate(state)})
-            self.report(bar, state, state.log[-1])
+            self.report(state, state.log[-1])
         groups: list[list[Any]] = steps_per_epoch(self.recipe, state.epoch, self.args.gradient_accumulation)
         while state.step < self.total and not state.stopped_early:
             if state.step_in_epoch >= len(groups):
@@ -229,10 +232,11 @@ class Loop:
             last = state.step == self.total
             if has_dev and ((self.args.eval_steps and state.step % self.args.eval_steps == 0) or last):
                 row.update(self.evaluate(state))
-                self.report(bar, state, row)
+                self.report(state, row)
             state.log.append(row)
             bar.update(1)
-            bar.set_postfix(loss=f"{loss:.4f}")
+            if hasattr(bar, "set_postfix"):  # a terminal's tqdm bar; a log gets the loss from train_log.csv
+                bar.set_postfix(loss=f"{loss:.4f}")
             if state.step % self.args.save_steps == 0 and not (last or state.stopped_early):
                 state.seconds = base_seconds + time.perf_counter() - started
                 write_checkpoint(self.work, state, self.module, self.optimizer, self.scheduler, self.scaler)

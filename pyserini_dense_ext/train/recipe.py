@@ -31,7 +31,7 @@ from ..encoders import load_model
 from ..encoders.base import DenseModel
 from ..io.qrels import Qrels
 from ..io.runs import Run
-from .args import NoArgs, TrainArgs
+from .args import ENCODER_FIELDS, NoArgs, TrainArgs
 from .data import TrainData, load_training_data, sha256_file
 from .evaluation import rank_by_encoding
 
@@ -98,11 +98,8 @@ class BiEncoderRecipe(Recipe):
     data: TrainData
 
     def model_overrides(self) -> dict[str, Any]:
-        """``dense_ext.json`` options set by flags; recipes add their own (ME-BERT's m, say)."""
-        a = self.args
-        return {"pooling": a.pooling, "l2_norm": a.l2_norm, "query_max_length": a.query_max_length,
-                "doc_max_length": a.doc_max_length, "query_segment_id": a.query_segment_id,
-                "doc_segment_id": a.doc_segment_id}
+        """``dense_ext.json`` options set by flags (None: the dir or the family decides)."""
+        return {name: getattr(self.args, name) for name in ENCODER_FIELDS}
 
     def prepare(self) -> None:
         self.data = load_training_data(self.args)
