@@ -27,6 +27,7 @@ from tqdm.auto import tqdm
 from ..progress import progress_bar
 
 from ..encoders import resolve_device as checked_device
+from ..eval import parse_metrics
 from ..io.atomic import atomic_dir
 from .args import ARGS_FILE, UNTRACKED, TrainArgs, args_dict, write_args
 from .checkpoint import (MODULE_FILE, LoopState, latest_checkpoint, listed, prune, read_checkpoint, read_fingerprint,
@@ -120,7 +121,7 @@ class Loop:
         self.recipe, self.args, self.options = recipe, args, options
         self.output = Path(args.output)
         self.work = partial_dir(self.output)
-        self.metrics = list(dict.fromkeys(m.lower() for m in args.eval_metrics))
+        self.metrics = [m.name for m in parse_metrics(args.eval_metrics)]  # canonical: the eval module's keys
 
     # ----- set-up --------------------------------------------------------------------------
     def prepare(self) -> None:
