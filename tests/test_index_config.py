@@ -81,7 +81,7 @@ def test_another_family_is_an_error(index, tiny_bert, tiny_family_dirs):
         DenseSearcher(index, load_query_encoder(tiny_family_dirs["tct_colbert"]))
 
 
-def test_search_cli_and_hybrid_use_the_record(index, tiny_bert, tiny_corpus, tmp_path):
+def test_search_cli_and_hybrid_use_the_record(index, tiny_bert, tmp_path):
     from pyserini_dense_ext.index.lucene import build_lucene_index
     from pyserini_dense_ext.io import read_corpus
     from pyserini_dense_ext.search.__main__ import main as search_main
@@ -93,7 +93,9 @@ def test_search_cli_and_hybrid_use_the_record(index, tiny_bert, tiny_corpus, tmp
     assert search_main([*common, "--family", "repbert", "--output", str(tmp_path / "named.trec")]) == 0
     assert search_main([*common, "--family", "repbert", *FLAGS, "--output", str(tmp_path / "flags.trec")]) == 0
     assert read_run(tmp_path / "named.trec") == read_run(tmp_path / "flags.trec")
-    lucene = build_lucene_index(read_corpus(tiny_corpus), tmp_path / "bm25", threads=1, progress=False)
+    # BM25 over the dense index's own corpus: the hybrid refuses two indexes of different collections
+    lucene = build_lucene_index(read_corpus(index.parent / "corpus.jsonl"), tmp_path / "bm25", threads=1,
+                                progress=False)
     hybrid = build_hybrid(index, tiny_bert, lucene, family="repbert")
     assert hybrid.dense_searcher.query_encoder.config == EncoderConfig.for_family("repbert", **SETTINGS)
 
