@@ -1,7 +1,9 @@
 """``python -m pyserini_dense_ext.encode input ... encoder ... output ...``: corpus to FAISS index dir.
 
 Mirrors ``python -m pyserini.encode``'s groups, but writes the index dir directly, resumes after
-a crash, sorts batches by length and validates the whole corpus before encoding anything.
+a crash, sorts batches by length and validates the whole corpus before encoding anything (a
+first pass that keeps 8 bytes per document), then reads and encodes it chunk by chunk, so memory
+does not grow with the corpus. A second run into the same output fails at once, naming the first.
 """
 from __future__ import annotations
 
@@ -66,20 +68,27 @@ def main(argv: list[str] | None = None) -> int:
 def run(inp: argparse.Namespace, enc: argparse.Namespace, out: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from ..index.encode import encode_corpus, shard_slice
+    from ..io.lock import output_lock
+
+    with output_lock(out.index):  # from the start: a second run fails before reading anything
+        if Path(out.index).exists() and not out.overwrite:  # before the corpus is read or the model loaded
+            raise FileExistsError(f"{out.index} already exists; pass --overwrite to replace it")
+        return _encode(inp, enc, out)
+
+
+def _encode(inp: argparse.Namespace, enc: argparse.Namespace, out: argparse.Namespace) -> int:
     from ..encoders import load_document_encoder
-    from ..io.corpus import read_corpus
+    from ..index.encode import encode_corpus, shard_slice
+    from ..io.corpus import CorpusStream
     from ..io.errors import InputError
     from ..io.fingerprint import encoder_fingerprint
 
-    if Path(out.index).exists() and not out.overwrite:  # before the corpus is read or the model loaded
-        raise FileExistsError(f"{out.index} already exists; pass --overwrite to replace it")
-    docs = read_corpus(inp.corpus, empty=inp.empty)
-    n_corpus = len(docs)
-    docs = docs[shard_slice(n_corpus, inp.shard_id, inp.shard_num)]
-    if not docs:
+    docs = CorpusStream(inp.corpus, empty=inp.empty, progress=not out.quiet)
+    shard = shard_slice(docs.total, inp.shard_id, inp.shard_num)
+    docs.shard(shard.start, shard.stop)
+    if not len(docs):
         raise InputError(inp.corpus, f"shard {inp.shard_id} of {inp.shard_num} is empty: the corpus has only "
-                                     f"{n_corpus} documents", field="shard-id")
+                                     f"{docs.total} documents", field="shard-id")
     ray = ray_options(enc)
     # With --ray the workers encode on --device; here the model is only checked and its config read.
     encoder = load_document_encoder(enc.encoder, family=enc.family, device="cpu" if ray else enc.device,

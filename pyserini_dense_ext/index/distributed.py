@@ -15,14 +15,14 @@ from __future__ import annotations
 import argparse
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Iterator
 
 import numpy as np
 
 from .._env import keep_signal_handlers
-from ..io.corpus import Doc
+from ..io.corpus import DocSource
 from ..progress import progress_bar
-from .chunks import chunk_paths, load_chunks, save_chunk
+from .chunks import chunk_paths, pending_chunks, save_chunk
 
 LOCAL = "local"  # --ray with no address: start a Ray instance on this machine (or join $RAY_ADDRESS)
 
@@ -95,29 +95,36 @@ class ChunkEncoder:
         return chunk, self.model.encode(texts, "document", batch_size=self.batch_size)
 
 
-def encode_chunks_ray(docs: Sequence[Doc], options: RayOptions, work: Path, encoder_id: dict[str, Any],
-                      chunk_size: int = 1024, batch_size: int = 32, progress: bool = True) -> np.ndarray:
-    """:func:`~.encode.encode_chunks` with chunks encoded by Ray actors."""
-    ray = import_ray()
+def encode_chunks_ray(docs: DocSource, options: RayOptions, work: Path, encoder_id: dict[str, Any],
+                      chunk_size: int = 1024, batch_size: int = 32, progress: bool = True) -> list[Path]:
+    """:func:`~.encode.encode_chunks` with chunks encoded by Ray actors; returns the chunk files in order.
+
+    Chunks are read as actors become free, so at most one chunk of texts per actor is in flight.
+    """
     names = chunk_paths(docs, work, encoder_id, chunk_size)
     todo = [c for c, path in enumerate(names) if not path.is_file()]
-    if todo:
-        started_here = not ray.is_initialized()
+    pending = pending_chunks(docs, names, chunk_size, work)
+    if not todo:
+        for _ in pending:  # nothing to encode: the pass only writes the docid file
+            pass
+        return names
+    ray = import_ray()
+    started_here = not ray.is_initialized()
+    if started_here:
+        with keep_signal_handlers():  # Pyserini's JVM in this process needs its own SIGSEGV handler
+            ray.init(address=None if options.address == LOCAL else options.address, include_dashboard=False,
+                     logging_level="WARNING")
+    try:
+        _run_actors(ray, pending, len(docs), options, names, todo, chunk_size, batch_size, progress)
+    finally:
         if started_here:
-            with keep_signal_handlers():  # Pyserini's JVM in this process needs its own SIGSEGV handler
-                ray.init(address=None if options.address == LOCAL else options.address, include_dashboard=False,
-                         logging_level="WARNING")
-        try:
-            _run_actors(ray, docs, options, names, todo, chunk_size, batch_size, progress)
-        finally:
-            if started_here:
-                with keep_signal_handlers():
-                    ray.shutdown()
-    return load_chunks(names, len(docs), chunk_size)
+            with keep_signal_handlers():
+                ray.shutdown()
+    return names
 
 
-def _run_actors(ray: Any, docs: Sequence[Doc], options: RayOptions, names: list[Path], todo: list[int],
-                chunk_size: int, batch_size: int, progress: bool) -> None:
+def _run_actors(ray: Any, pending: Iterator[tuple[int, list[str]]], n_docs: int, options: RayOptions,
+                names: list[Path], todo: list[int], chunk_size: int, batch_size: int, progress: bool) -> None:
     from ray.util import ActorPool
 
     gpus = 1 if options.device.startswith("cuda") else 0
@@ -126,18 +133,21 @@ def _run_actors(ray: Any, docs: Sequence[Doc], options: RayOptions, names: list[
                            max_task_retries=2)(ChunkEncoder)
     actors = [actor_cls.remote(options, batch_size) for _ in range(min(workers, len(todo)))]
     pool = ActorPool(actors)
-
-    def submit(actor: Any, chunk: int) -> Any:
-        texts = [d.contents for d in docs[chunk * chunk_size:(chunk + 1) * chunk_size]]
-        return actor.encode.remote(chunk, texts)
-
-    done_docs = len(docs) - sum(min(chunk_size, len(docs) - c * chunk_size) for c in todo)
+    done_docs = n_docs - sum(min(chunk_size, n_docs - c * chunk_size) for c in todo)
     try:
-        with progress_bar(len(docs), f"encoding corpus on {len(actors)} Ray workers", "doc", progress,
+        with progress_bar(n_docs, f"encoding corpus on {len(actors)} Ray workers", "doc", progress,
                           initial=done_docs) as bar:
-            for chunk, vectors in pool.map_unordered(submit, todo):
+            def collect() -> None:
+                chunk, vectors = pool.get_next_unordered()
                 save_chunk(names[chunk], vectors)
                 bar.update(len(vectors))
+
+            for chunk, texts in pending:
+                while not pool.has_free():
+                    collect()
+                pool.submit(lambda actor, job: actor.encode.remote(*job), (chunk, texts))
+            while pool.has_next():
+                collect()
     except ray.exceptions.RayTaskError as e:
         cause = getattr(e, "cause", None)
         if isinstance(cause, ValueError):  # our InputError and friends: say it as the single-process run would

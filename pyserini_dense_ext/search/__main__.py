@@ -33,11 +33,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--topics", required=True, help="queries: Pyserini TSV (qid<TAB>text) or BEIR queries.jsonl")
     p.add_argument("--qids-from", metavar="QRELS", default=None,
                    help="search only the queries judged in this qrels file (a BEIR split, say)")
-    p.add_argument("--hits", type=int, default=1000, help="documents per query (default 1000)")
+    p.add_argument("--hits", type=int, default=1000,
+                   help="documents per query (default 1000; more than the index holds gives all of them)")
     p.add_argument("--threads", type=int, default=None, help="FAISS threads (default: all cores)")
     p.add_argument("--ef-search", type=int, default=None,
                    help="HNSW search beam width (default: the one stored with the index, raised to the rows "
                         "asked for)")
+    p.add_argument("--mmap", action="store_true",
+                   help="do not load the index: map it from disk while searching (flat and flat-fp16 a window at a "
+                        "time, so an index larger than memory can be searched; others via FAISS's mmap)")
     p.add_argument("--output", required=True, help="run file to write (atomically)")
     p.add_argument("--output-format", choices=FORMATS, default="trec", help="run format (default trec)")
     p.add_argument("--run-tag", default="dense_ext", help="last column of TREC lines")
@@ -56,8 +60,8 @@ def main(argv: list[str] | None = None) -> int:
     qids = set(read_qrels(args.qids_from)) if args.qids_from else None
     topics = read_topics(args.topics, qids)
     searcher_cls, index = (DenseSearcher, args.index[0]) if len(args.index) == 1 else (ShardedSearcher, args.index)
-    searcher = searcher_cls(index, args.encoder, family=args.family, device=args.device,
-                             ef_search=args.ef_search, batch_size=args.batch_size, **encoder_overrides(args))
+    searcher = searcher_cls(index, args.encoder, family=args.family, device=args.device, ef_search=args.ef_search,
+                            batch_size=args.batch_size, mmap=args.mmap, **encoder_overrides(args))
     start = time.perf_counter()
     run = searcher.search_run(topics, k=args.hits, threads=args.threads, progress=not args.quiet)
     elapsed = time.perf_counter() - start

@@ -6,10 +6,15 @@ use to skip building one Python object per hit. For ME-BERT dirs (m rows per doc
 document's score is its best row: with m rows per document, the top k*m rows always hold at
 least k distinct documents, and the first time a document appears in the ranked rows is its
 maximum, so searching k*m rows and keeping first occurrences is exact on a flat index.
+
+Flat and flat-fp16 indexes are scanned by :mod:`.flat` (a blocked matrix multiply into FAISS's
+heaps) whenever that beats FAISS's own search (:func:`.flat.scan_wins`); ME-BERT rows stored
+together (m adjacent rows per document, as our encode writes them) are folded to documents in
+the same pass. With ``mmap=True`` such an index is not loaded but mapped a window at a time, so
+an index larger than memory can be searched.
 """
 from __future__ import annotations
 
-import contextlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping, Sequence
@@ -19,10 +24,12 @@ import numpy as np
 
 from ..encoders import DenseQueryEncoder, EncoderConfig, load_query_encoder
 from ..index import INDEX_FILE, read_index_dir
+from ..index.flat_file import MappedFlat
 from ..io.errors import InputError
 from ..io.runs import Run
 from ..progress import progress_bar
 from ..pyserini_compat import DenseSearchResult, QueryEncoder
+from . import flat
 from .index_config import check_family, index_config, query_encoder_settings
 
 
@@ -50,25 +57,6 @@ class QueryEncoding:
         return cls(lambda queries: np.stack([np.asarray(encoder.encode(q)).reshape(-1) for q in queries]))
 
 
-@contextlib.contextmanager
-def faiss_threads(threads: int | None) -> Iterator[None]:
-    """FAISS's OpenMP thread count for one call, restored afterwards.
-
-    FAISS and torch share one OpenMP runtime, so a count left behind would also change torch's
-    thread count, and with it the summation order and the last bits of every later query vector
-    (on near-tied scores that reorders hits between two searches of the same query).
-    """
-    if not threads:
-        yield
-        return
-    before = faiss.omp_get_max_threads()
-    faiss.omp_set_num_threads(threads)
-    try:
-        yield
-    finally:
-        faiss.omp_set_num_threads(before)
-
-
 def first_occurrences(doc_rows: np.ndarray, k: int) -> np.ndarray:
     """Column positions of each document's first (best) appearance, in rank order, at most k.
 
@@ -88,14 +76,21 @@ class DenseSearcher:
 
     def __init__(self, index_dir: str | Path, query_encoder: QueryEncoder | str | Path | None = None,
                  family: str | None = None, device: str = "cpu", ef_search: int | None = None,
-                 batch_size: int = 64, **encoder_overrides: Any):
+                 batch_size: int = 64, mmap: bool = False, **encoder_overrides: Any):
         self.index_dir = Path(index_dir)
-        self.index, row_docids, self.meta = read_index_dir(self.index_dir)
+        self.index, row_docids, self.meta = read_index_dir(self.index_dir, mmap=mmap)
         positions: dict[str, int] = {}
         self.row_doc = np.fromiter((positions.setdefault(d, len(positions)) for d in row_docids), dtype=np.int64,
                                    count=len(row_docids))
+        del row_docids
         self.docids: list[str] = list(positions)
+        del positions
         self.rows_per_doc = max(1, int(np.bincount(self.row_doc).max())) if len(self.row_doc) else 1
+        # ME-BERT rows folded in the scan when each document's m rows are adjacent (as encode writes them).
+        adjacent = np.array_equal(self.row_doc, np.repeat(np.arange(self.num_docs), self.rows_per_doc))
+        self._fold = self.rows_per_doc if adjacent else 1
+        self._mapped = isinstance(self.index, MappedFlat)
+        self._rows = None if self._mapped else flat.stored_rows(self.index)  # a view of the index's own rows
         self._hnsw = isinstance(faiss.downcast_index(self.index), faiss.IndexHNSW)
         if ef_search is not None and ef_search < 1:
             raise ValueError(f"ef_search must be positive, got {ef_search}")
@@ -159,12 +154,21 @@ class DenseSearcher:
                                                           f"shape {vectors.shape}", field="dim")
         if not np.isfinite(vectors).all():
             raise ValueError("query vectors hold NaN or infinite values")
-        rows_k = min(k * self.rows_per_doc, self.index.ntotal)
-        with faiss_threads(threads):
-            scores, rows = self.index.search(vectors, rows_k, params=self._search_params(rows_k))
-        docs = np.where(rows >= 0, self.row_doc[np.maximum(rows, 0)], -1)
+        k = min(k, max(self.num_docs, 1))  # more hits than documents: all of them, not a (n, k) allocation
         out_scores = np.full((len(vectors), k), -np.inf, dtype=np.float32)
         out_docs = np.full((len(vectors), k), -1, dtype=np.int64)
+        scanned = self._mapped or (self._rows is not None and flat.scan_wins(len(vectors)))
+        if scanned and self._fold == self.rows_per_doc:  # documents straight from the scan
+            scores, docs = self._scan(vectors, k, self._fold, threads)
+            out_scores[:, :docs.shape[1]], out_docs[:, :docs.shape[1]] = scores, docs
+            return out_scores, out_docs
+        rows_k = min(k * self.rows_per_doc, self.index.ntotal)
+        if scanned:
+            scores, rows = self._scan(vectors, rows_k, 1, threads)
+        else:
+            with flat.thread_limit(threads):
+                scores, rows = self.index.search(vectors, rows_k, params=self._search_params(rows_k))
+        docs = np.where(rows >= 0, self.row_doc[np.maximum(rows, 0)], -1)
         if self.rows_per_doc == 1:
             width = min(k, rows_k)
             out_scores[:, :width], out_docs[:, :width] = scores[:, :width], docs[:, :width]
@@ -181,6 +185,12 @@ class DenseSearcher:
             return None
         stored = faiss.downcast_index(self.index).hnsw.efSearch
         return faiss.SearchParametersHNSW(efSearch=self.ef_search or max(stored, rows_k))
+
+    def _scan(self, vectors: np.ndarray, k: int, fold: int, threads: int | None) -> tuple[np.ndarray, np.ndarray]:
+        """:mod:`.flat`'s blocked scan of the stored rows (or of the mapped file), ``fold`` rows per item."""
+        if self._mapped:
+            return flat.mapped_top_k(self.index, vectors, k, fold, threads)
+        return flat.top_k(vectors, self._rows, k, fold, threads)
 
     def to_ranking(self, scores: np.ndarray, docs: np.ndarray) -> list[tuple[str, float]]:
         """One query's arrays as ``[(docid, score), ...]``."""

@@ -25,10 +25,10 @@ class ShardedSearcher:
 
     def __init__(self, shard_dirs: Sequence[str | Path], query_encoder: QueryEncoder | str | Path | None = None,
                  family: str | None = None, device: str = "cpu", ef_search: int | None = None,
-                 batch_size: int = 64, **encoder_overrides: Any):
+                 batch_size: int = 64, mmap: bool = False, **encoder_overrides: Any):
         if not shard_dirs:
             raise ValueError("no shard dirs given")
-        searchers = [DenseSearcher(d, ef_search=ef_search) for d in shard_dirs]
+        searchers = [DenseSearcher(d, ef_search=ef_search, mmap=mmap) for d in shard_dirs]
         order = order_shards([(s.index_dir, s.meta, (s.index_dir / META_FILE).is_file()) for s in searchers])
         self.shards = [searchers[i] for i in order]
         check_compatible([(s.index_dir, s.meta, s.index.metric_type) for s in self.shards],
