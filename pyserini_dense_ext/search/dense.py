@@ -194,20 +194,28 @@ class DenseSearcher:
 
     def to_ranking(self, scores: np.ndarray, docs: np.ndarray) -> list[tuple[str, float]]:
         """One query's arrays as ``[(docid, score), ...]``."""
-        return [(self.docids[d], float(s)) for s, d in zip(scores.tolist(), docs.tolist()) if d >= 0]
+        return list(zip(*self._docids_scores(scores, docs)))
+
+    def _docids_scores(self, scores: np.ndarray, docs: np.ndarray) -> tuple[list[str], list[float]]:
+        keep = docs >= 0
+        docids = self.docids
+        return [docids[d] for d in docs[keep].tolist()], scores[keep].tolist()
+
+    def to_results(self, scores: np.ndarray, docs: np.ndarray) -> list[DenseSearchResult]:
+        """One query's arrays as Pyserini's hit objects."""
+        return list(map(DenseSearchResult, *self._docids_scores(scores, docs)))
 
     def search(self, query: str | np.ndarray, k: int = 10, threads: int | None = None) -> list[DenseSearchResult]:
         vectors = self.encode_queries([query]) if isinstance(query, str) else query
         scores, docs = self.search_vectors(vectors, k, threads)
-        return [DenseSearchResult(d, s) for d, s in self.to_ranking(scores[0], docs[0])]
+        return self.to_results(scores[0], docs[0])
 
     def batch_search(self, queries: Sequence[str] | np.ndarray, q_ids: Sequence[str], k: int = 10,
                      threads: int | None = None) -> dict[str, list[DenseSearchResult]]:
         """Pyserini's ``FaissSearcher.batch_search``: all queries encoded at once, one FAISS search."""
         vectors = queries if isinstance(queries, np.ndarray) else self.encode_queries(queries)
         scores, docs = self.search_vectors(vectors, k, threads)
-        return {qid: [DenseSearchResult(d, s) for d, s in self.to_ranking(scores[i], docs[i])]
-                for i, qid in enumerate(q_ids)}
+        return {qid: self.to_results(scores[i], docs[i]) for i, qid in enumerate(q_ids)}
 
     def search_run(self, topics: Mapping[str, str], k: int = 1000, threads: int | None = None,
                    chunk_size: int = 256, progress: bool = True) -> Run:

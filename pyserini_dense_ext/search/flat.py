@@ -41,7 +41,8 @@ FAISS and torch share one OpenMP runtime, so a count left behind would change to
 from __future__ import annotations
 
 import contextlib
-from typing import TYPE_CHECKING, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator
 
 import faiss
 import numpy as np
@@ -49,8 +50,11 @@ import numpy as np
 if TYPE_CHECKING:
     from ..index.flat_file import MappedFlat
 
-BLOCK_ROWS = 16384  # rows per matrix multiply: 300 queries x 16384 rows of scores = 20 MB
 MIN_QUERIES = 2  # from this many queries per call on, the blocked scan beats FAISS's own search (docs/scale.md)
+SCORE_BLOCK = 1 << 22  # scores per matrix multiply (16 MB): 300 queries x ~14,000 rows
+MIN_BLOCK_ROWS, MAX_BLOCK_ROWS = 1024, 1 << 16
+QUERY_BLOCK = 4096  # queries per pass over the rows (FAISS's distance_compute_blas_query_bs)
+MIN_ITEMS_PER_THREAD = 4096  # a smaller index is scanned by one thread
 
 
 def scan_wins(n_queries: int) -> bool:
@@ -109,6 +113,11 @@ class _Heaps:
         """Offer a C-contiguous float32 ``(nq, b)`` block whose column j is item ``first_id + j``."""
         self.heaps.addn(block_scores.shape[1], faiss.swig_ptr(block_scores), first_id, 0, len(block_scores))
 
+    def add_with_ids(self, scores: np.ndarray, ids: np.ndarray) -> None:
+        """Offer another top-k result ``(nq, k')`` (ids -1 where empty: never taken)."""
+        self.heaps.addn_with_ids(scores.shape[1], faiss.swig_ptr(scores), faiss.swig_ptr(ids), ids.shape[1], 0,
+                                 len(scores))
+
     def result(self) -> tuple[np.ndarray, np.ndarray]:
         """Scores best first; FAISS's padding (``-3.4e38``, id -1) where there were fewer than k items."""
         self.heaps.reorder()
@@ -116,16 +125,14 @@ class _Heaps:
 
 
 class _Scanner:
-    """Blocks of float32 rows in, heap offers out; decodes fp16 into a reused buffer."""
+    """Blocks of stored rows in, heap offers out: one matrix multiply per block (fp16 decoded first)."""
 
-    def __init__(self, queries: np.ndarray, k: int, n_items: int, dtype: np.dtype, fold: int):
+    def __init__(self, queries: np.ndarray, k: int, dtype: np.dtype, fold: int, block: int):
         self.queries, self.fold = queries, fold
-        d = queries.shape[1]
-        block = BLOCK_ROWS - BLOCK_ROWS % fold
-        self.block = block
-        self.heaps = _Heaps(len(queries), min(k, n_items))
-        self.scores = np.empty(len(queries) * block, dtype=np.float32)  # reshaped per block: C-contiguous
-        self.folded = np.empty(len(queries) * (block // fold), dtype=np.float32)
+        nq, d = queries.shape
+        self.heaps = _Heaps(nq, k)
+        self.scores = np.empty(nq * block, dtype=np.float32)  # reshaped per block: C-contiguous
+        self.folded = np.empty(nq * (block // fold), dtype=np.float32) if fold > 1 else None
         self.rows32 = np.empty((block, d), dtype=np.float32)
         self.decoder = faiss.ScalarQuantizer(d, faiss.ScalarQuantizer.QT_fp16) if dtype == np.float16 else None
 
@@ -149,33 +156,87 @@ class _Scanner:
         self.heaps.add(folded, first_row // self.fold)
 
 
+# (first row, stop row, rows per block) -> (first row of the block, its rows) for each block
+RowBlocks = Callable[[int, int, int], Iterable[tuple[int, np.ndarray]]]
+_POOL: list[ThreadPoolExecutor] = []
+_BLAS: list[Any] = []
+
+
+def _pool(threads: int) -> ThreadPoolExecutor:
+    if not _POOL or _POOL[0]._max_workers < threads:
+        _POOL[:] = [ThreadPoolExecutor(threads, thread_name_prefix="dense-ext-flat")]
+    return _POOL[0]
+
+
+@contextlib.contextmanager
+def _single_threaded_blas() -> Iterator[None]:
+    """numpy's BLAS on one thread while the scan's own threads run (restored after)."""
+    if not _BLAS:
+        from threadpoolctl import ThreadpoolController
+
+        _BLAS.append(ThreadpoolController())
+    with _BLAS[0].limit(limits=1, user_api="blas"):
+        yield
+
+
+def block_rows(n_queries: int, fold: int) -> int:
+    """Rows per matrix multiply: about :data:`SCORE_BLOCK` scores per block, whole ME-BERT documents."""
+    rows = min(MAX_BLOCK_ROWS, max(MIN_BLOCK_ROWS, SCORE_BLOCK // max(n_queries, 1)))
+    return max(fold, rows - rows % fold)
+
+
+def _search(blocks: RowBlocks, n_rows: int, dtype: np.dtype, queries: np.ndarray, k: int, fold: int,
+            threads: int | None) -> tuple[np.ndarray, np.ndarray]:
+    """Split the rows over threads; each scans its range into its own heaps; merge. See the module docstring."""
+    n_items = n_rows // fold
+    if n_rows % fold:
+        raise ValueError(f"{n_rows} rows do not fold into groups of {fold}")
+    k = min(k, max(n_items, 1))
+    workers = max(1, min(threads or faiss.omp_get_max_threads(), -(-n_items // MIN_ITEMS_PER_THREAD)))
+    bounds = [fold * (n_items * t // workers) for t in range(workers + 1)]
+    out_scores = np.empty((len(queries), k), dtype=np.float32)
+    out_ids = np.empty((len(queries), k), dtype=np.int64)
+    for q0 in range(0, len(queries), QUERY_BLOCK):
+        part = np.ascontiguousarray(queries[q0:q0 + QUERY_BLOCK])
+        block = block_rows(len(part), fold)
+
+        def scan(t: int) -> tuple[np.ndarray, np.ndarray]:
+            faiss.omp_set_num_threads(1)  # this worker's own OpenMP setting: the heaps stay on this thread
+            scanner = _Scanner(part, k, dtype, fold, block)
+            for first, rows in blocks(bounds[t], bounds[t + 1], block):
+                scanner.add(first, rows)
+            return scanner.heaps.result()
+
+        with _single_threaded_blas():
+            parts = list(_pool(workers).map(scan, range(workers)))
+        if workers == 1:
+            scores, ids = parts[0]
+        else:
+            merged = _Heaps(len(part), k)
+            for scores, ids in parts:
+                merged.add_with_ids(scores, ids)
+            scores, ids = merged.result()
+        out_scores[q0:q0 + len(part)], out_ids[q0:q0 + len(part)] = scores, ids
+    return out_scores, out_ids
+
+
 def top_k(queries: np.ndarray, rows: np.ndarray, k: int, fold: int = 1,
           threads: int | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Top-k inner products of float32 ``queries`` ``(nq, d)`` over ``rows`` ``(n, d)`` (float32 or float16).
 
     With ``fold`` = m, rows ``i*m .. i*m + m - 1`` are item i and its score is their max. Returns
-    float32 scores and int64 item ids ``(nq, min(k, items))``, best first.
+    float32 scores and int64 item ids ``(nq, min(k, items))``, best first. ``threads``: how many
+    threads scan (default: FAISS's OpenMP count).
     """
-    n_items = len(rows) // fold
-    if len(rows) % fold:
-        raise ValueError(f"{len(rows)} rows do not fold into groups of {fold}")
-    scanner = _Scanner(queries, k, n_items, rows.dtype, fold)
-    with thread_limit(threads):
-        for first in range(0, len(rows), scanner.block):
-            scanner.add(first, rows[first:first + scanner.block])
-        return scanner.heaps.result()
+    def blocks(start: int, stop: int, size: int) -> Iterator[tuple[int, np.ndarray]]:
+        for first in range(start, stop, size):
+            yield first, rows[first:min(first + size, stop)]
+
+    return _search(blocks, len(rows), rows.dtype, np.ascontiguousarray(queries, dtype=np.float32), k, fold, threads)
 
 
 def mapped_top_k(mapped: "MappedFlat", queries: np.ndarray, k: int, fold: int = 1,
                  threads: int | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """:func:`top_k` over a memory-mapped index file, one window at a time (FAISS's ``search`` output shape: k)."""
-    n_items = mapped.ntotal // fold
-    scanner = _Scanner(queries, k, n_items, mapped.dtype, fold)
-    with thread_limit(threads):
-        for first, rows in mapped.windows(scanner.block):
-            scanner.add(first, rows)
-        scores, ids = scanner.heaps.result()
-    if ids.shape[1] < k:  # FAISS pads to k
-        scores = np.pad(scores, ((0, 0), (0, k - ids.shape[1])), constant_values=np.finfo(np.float32).min)
-        ids = np.pad(ids, ((0, 0), (0, k - ids.shape[1])), constant_values=-1)
-    return scores, ids
+    """:func:`top_k` over a memory-mapped index file, one window at a time per thread."""
+    return _search(mapped.windows, mapped.ntotal, mapped.dtype, np.ascontiguousarray(queries, dtype=np.float32), k,
+                   fold, threads)

@@ -75,6 +75,8 @@ class ShardedSearcher:
 
     # The front end is DenseSearcher's own: it only calls encode_queries, search_vectors and docids.
     to_ranking = DenseSearcher.to_ranking
+    _docids_scores = DenseSearcher._docids_scores
+    to_results = DenseSearcher.to_results
     search = DenseSearcher.search
     batch_search = DenseSearcher.batch_search
     search_run = DenseSearcher.search_run
