@@ -38,6 +38,20 @@ def dataset(name: str) -> Path:
     return root / name
 
 
+@pytest.fixture(scope="session", autouse=True)
+def onnx_cache(tmp_path_factory) -> Iterator[Path]:
+    """An empty ONNX export cache for the session: a model dir's cached export (made by a bench, say) must not
+    switch the tests' searches from torch to ONNX behind their back."""
+    path = tmp_path_factory.mktemp("onnx-cache")
+    before = os.environ.get("DENSE_EXT_ONNX_CACHE")
+    os.environ["DENSE_EXT_ONNX_CACHE"] = str(path)
+    yield path
+    if before is None:
+        os.environ.pop("DENSE_EXT_ONNX_CACHE", None)
+    else:
+        os.environ["DENSE_EXT_ONNX_CACHE"] = before
+
+
 @pytest.fixture(scope="session")
 def scifact() -> Path:
     return dataset("scifact")

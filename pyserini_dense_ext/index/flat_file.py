@@ -109,8 +109,9 @@ class MappedFlat:
     def nbytes(self) -> int:
         return self.ntotal * self.row_bytes
 
-    def windows(self, rows: int, start: int = 0, stop: int | None = None) -> Iterator[tuple[int, np.ndarray]]:
-        """``(first row, (n, d) rows)`` for windows of ``rows`` rows, each mapped while the caller holds it.
+    def windows(self, start: int = 0, stop: int | None = None, rows: int = 1 << 16) -> Iterator[tuple[int, np.ndarray]]:
+        """``(first row, (n, d) rows)`` for windows of ``rows`` rows from ``start`` to ``stop``, each mapped while
+        the caller holds it.
 
         The arrays are views of the map in the stored dtype (float32 or float16), possibly
         unaligned; a window is unmapped as soon as its array is dropped, so a loop over windows
@@ -134,6 +135,6 @@ class MappedFlat:
     def reconstruct_n(self, i0: int, n: int) -> np.ndarray:
         """Float32 rows ``i0 .. i0 + n`` (fp16 rows converted exactly)."""
         out = np.empty((n, self.d), dtype=np.float32)
-        for first, rows in self.windows(1 << 16, i0, i0 + n):
+        for first, rows in self.windows(i0, i0 + n):
             out[first - i0:first - i0 + len(rows)] = rows
         return out

@@ -10,7 +10,7 @@ import time
 
 import pyserini_dense_ext  # noqa: F401  (Java/offline set-up before Pyserini loads)
 
-from ..cli import add_encoder_options, encoder_overrides, run_cli
+from ..cli import add_encoder_options, add_query_backend_options, encoder_overrides, run_cli
 from ..io.runs import FORMATS
 
 EXAMPLE = """example (MODEL_DIR is all-MiniLM-L6-v2, a plain Hugging Face dir, so its recipe is given as flags):
@@ -30,6 +30,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="FAISS index dir ('index' + 'docid' files); several shard dirs are searched as one "
                         "(merged top-k, no merged index needed)")
     add_encoder_options(p)
+    add_query_backend_options(p)
     p.add_argument("--topics", required=True, help="queries: Pyserini TSV (qid<TAB>text) or BEIR queries.jsonl")
     p.add_argument("--qids-from", metavar="QRELS", default=None,
                    help="search only the queries judged in this qrels file (a BEIR split, say)")
@@ -61,7 +62,8 @@ def main(argv: list[str] | None = None) -> int:
     topics = read_topics(args.topics, qids)
     searcher_cls, index = (DenseSearcher, args.index[0]) if len(args.index) == 1 else (ShardedSearcher, args.index)
     searcher = searcher_cls(index, args.encoder, family=args.family, device=args.device, ef_search=args.ef_search,
-                            batch_size=args.batch_size, mmap=args.mmap, **encoder_overrides(args))
+                            batch_size=args.batch_size, mmap=args.mmap, backend=args.backend,
+                            precision=args.precision, **encoder_overrides(args))
     start = time.perf_counter()
     run = searcher.search_run(topics, k=args.hits, threads=args.threads, progress=not args.quiet)
     elapsed = time.perf_counter() - start

@@ -76,7 +76,8 @@ class DenseSearcher:
 
     def __init__(self, index_dir: str | Path, query_encoder: QueryEncoder | str | Path | None = None,
                  family: str | None = None, device: str = "cpu", ef_search: int | None = None,
-                 batch_size: int = 64, mmap: bool = False, **encoder_overrides: Any):
+                 batch_size: int = 64, mmap: bool = False, backend: str = "auto", precision: str = "fp32",
+                 **encoder_overrides: Any):
         self.index_dir = Path(index_dir)
         self.index, row_docids, self.meta = read_index_dir(self.index_dir, mmap=mmap)
         positions: dict[str, int] = {}
@@ -96,14 +97,20 @@ class DenseSearcher:
             raise ValueError(f"ef_search must be positive, got {ef_search}")
         self.ef_search = ef_search  # None: the index's own (stored at build), raised to the rows asked for
         if isinstance(query_encoder, (str, Path)):
-            query_encoder = self.load_query_encoder(query_encoder, family, device, batch_size, encoder_overrides)
+            query_encoder = self.load_query_encoder(query_encoder, family, device, batch_size, encoder_overrides,
+                                                    backend, precision)
         self.set_query_encoder(query_encoder)
 
     def load_query_encoder(self, path: str | Path, family: str | None = None, device: str = "cpu",
-                           batch_size: int = 64, overrides: Mapping[str, Any] | None = None) -> DenseQueryEncoder:
+                           batch_size: int = 64, overrides: Mapping[str, Any] | None = None, backend: str = "auto",
+                           precision: str = "fp32") -> DenseQueryEncoder:
         """The query encoder at ``path``, configured by ``family`` and ``overrides``, then its own files, then the
-        encoder config this index recorded."""
+        encoder config this index recorded; a model dir's cached ONNX export when ``backend`` allows it
+        (:func:`~pyserini_dense_ext.onnx.cache.query_encoder_source`)."""
+        from ..onnx.cache import query_encoder_source
+
         family, settings = query_encoder_settings(self.meta, self.index_dir, path, family, overrides or {})
+        path, family, settings = query_encoder_source(path, family, settings, device, backend, precision)
         return load_query_encoder(path, family=family, device=device, batch_size=batch_size, **settings)
 
     def set_query_encoder(self, query_encoder: QueryEncoder | None) -> None:

@@ -25,7 +25,8 @@ class ShardedSearcher:
 
     def __init__(self, shard_dirs: Sequence[str | Path], query_encoder: QueryEncoder | str | Path | None = None,
                  family: str | None = None, device: str = "cpu", ef_search: int | None = None,
-                 batch_size: int = 64, mmap: bool = False, **encoder_overrides: Any):
+                 batch_size: int = 64, mmap: bool = False, backend: str = "auto", precision: str = "fp32",
+                 **encoder_overrides: Any):
         if not shard_dirs:
             raise ValueError("no shard dirs given")
         searchers = [DenseSearcher(d, ef_search=ef_search, mmap=mmap) for d in shard_dirs]
@@ -35,7 +36,7 @@ class ShardedSearcher:
                          [s.docids for s in self.shards])
         if isinstance(query_encoder, (str, Path)):  # one encoder for all shards, which share one recorded config
             query_encoder = self.shards[0].load_query_encoder(query_encoder, family, device, batch_size,
-                                                              encoder_overrides)
+                                                              encoder_overrides, backend, precision)
         for shard in self.shards:
             shard.set_query_encoder(query_encoder)
         self.query_encoder = query_encoder

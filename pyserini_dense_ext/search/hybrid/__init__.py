@@ -188,8 +188,8 @@ class HybridSearcher:
 
 def build_hybrid(dense_index: str | Path, encoder: str | Path, sparse_index: str | Path, *,
                  bm25: tuple[float, float] = (0.9, 0.4), language: str = "en", family: str | None = None,
-                 device: str = "cpu", ef_search: int | None = None, batch_size: int = 64,
-                 **encoder_overrides: Any) -> HybridSearcher:
+                 device: str = "cpu", ef_search: int | None = None, batch_size: int = 64, mmap: bool = False,
+                 backend: str = "auto", precision: str = "fp32", **encoder_overrides: Any) -> HybridSearcher:
     """A :class:`HybridSearcher` over a FAISS index dir (queries encoded by ``encoder``) and a Lucene index dir."""
     from ... import pyserini_compat as compat
     from ...io.errors import InputError
@@ -203,7 +203,7 @@ def build_hybrid(dense_index: str | Path, encoder: str | Path, sparse_index: str
     if language != "en":
         lucene.set_language(language)
     dense = DenseSearcher(dense_index, encoder, family=family, device=device, ef_search=ef_search,
-                          batch_size=batch_size, **encoder_overrides)
+                          batch_size=batch_size, mmap=mmap, backend=backend, precision=precision, **encoder_overrides)
     return HybridSearcher(dense, lucene)
 
 
