@@ -196,35 +196,6 @@ def table(rows: list[list[Any]], header: list[str]) -> str:
     return "\n".join(lines)
 
 
-def synthetic_rows(n: int, d: int, seed: int = 0, chunk: int = 65536):
-    """``n`` random unit-length float32 rows of dimension ``d``, chunk by chunk (the same rows every time)."""
-    import numpy as np
-
-    for c, start in enumerate(range(0, n, chunk)):
-        rows = np.random.default_rng([seed, c]).standard_normal((min(chunk, n - start), d), dtype=np.float32)
-        rows /= np.linalg.norm(rows, axis=1, keepdims=True)
-        yield rows
-
-
-def synthetic_index(n_rows: int, d: int, index_type: str = "flat", rows_per_doc: int = 1, seed: int = 0) -> Path:
-    """An index dir of ``n_rows`` random unit rows under ``bench/output/synthetic/``, built once (streamed to disk).
-
-    With ``rows_per_doc`` m, each document owns m adjacent rows (an ME-BERT layout)."""
-    from pyserini_dense_ext.index import IndexMeta
-    from pyserini_dense_ext.index.faiss_dir import write_index_dir_from_chunks
-
-    name = f"{index_type}-{n_rows}x{d}" + (f"-m{rows_per_doc}" if rows_per_doc > 1 else "") + f"-s{seed}"
-    out = OUTPUT / "synthetic" / name
-    meta = IndexMeta(dim=d, num_rows=n_rows, num_docs=n_rows // rows_per_doc, rows_per_doc=rows_per_doc,
-                     index_type=index_type, encoder={"synthetic": f"unit gaussian, seed {seed}"})
-    if (out / "dense_ext_index.json").is_file() and IndexMeta.load(out) == meta:
-        return out
-    print(f"writing {out} ({n_rows} rows)", flush=True)
-    docids = (f"doc{i // rows_per_doc}" for i in range(n_rows))
-    write_index_dir_from_chunks(out, lambda: synthetic_rows(n_rows, d, seed), docids, meta, overwrite=True)
-    return out
-
-
 def peak_rss_mb() -> float:
     """This process's peak resident memory so far (VmHWM), in MB."""
     for line in Path("/proc/self/status").read_text().splitlines():

@@ -27,7 +27,8 @@ import argparse
 import statistics
 import time
 
-from common import machine, synthetic_index, synthetic_rows, table, write_json
+from common import machine, table, write_json
+from synthetic import synthetic_index, synthetic_rows
 
 
 def timed(fn, rounds: int) -> tuple[list[float], object]:
