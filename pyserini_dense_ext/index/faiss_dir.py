@@ -282,6 +282,9 @@ def read_index_dir(index_dir: str | Path, mmap: bool = False) -> tuple[faiss.Ind
             index = MappedFlat(path)
         else:
             index = faiss.read_index(str(path), faiss.IO_FLAG_MMAP_IFC if mmap else 0)
+    except MemoryError:  # FAISS's std::bad_alloc
+        raise MemoryError(f"{path}: not enough memory to load this {path.stat().st_size / 2 ** 20:,.0f} MB index; "
+                          "search it with --mmap (mmap=True), which maps it a window at a time") from None
     except (RuntimeError, ValueError) as e:
         raise InputError(directory / INDEX_FILE, f"is not a readable FAISS index: {str(e).splitlines()[0]}") from None
     row_docids = read_docids(directory / DOCID_FILE)

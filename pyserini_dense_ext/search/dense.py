@@ -67,6 +67,23 @@ def first_occurrences(doc_rows: np.ndarray, k: int) -> np.ndarray:
     return valid[np.sort(first)[:k]]
 
 
+def _documents(row_docids: list[str], num_docs: int) -> tuple[list[str], np.ndarray]:
+    """Distinct docids in first-row order, and each row's document number.
+
+    The layouts our encode writes (one row per document, or m adjacent rows per document) are
+    recognised by list comparisons, without a docid-to-number dict (~100 bytes a document).
+    """
+    n = len(row_docids)
+    m = n // num_docs if num_docs else 1
+    if num_docs * m == n and all(row_docids[j::m] == row_docids[0::m] for j in range(1, m)):
+        docids = row_docids if m == 1 else row_docids[0::m]
+        if len(docids) == num_docs:  # read_index_dir checked that the dir names num_docs distinct documents
+            return docids, np.arange(n, dtype=np.int64) // m
+    positions: dict[str, int] = {}
+    row_doc = np.fromiter((positions.setdefault(d, len(positions)) for d in row_docids), dtype=np.int64, count=n)
+    return list(positions), row_doc
+
+
 class DenseSearcher:
     """Search a FAISS index dir with a query encoder (a model dir, an ONNX export or a Pyserini encoder).
 
@@ -80,12 +97,8 @@ class DenseSearcher:
                  **encoder_overrides: Any):
         self.index_dir = Path(index_dir)
         self.index, row_docids, self.meta = read_index_dir(self.index_dir, mmap=mmap)
-        positions: dict[str, int] = {}
-        self.row_doc = np.fromiter((positions.setdefault(d, len(positions)) for d in row_docids), dtype=np.int64,
-                                   count=len(row_docids))
+        self.docids, self.row_doc = _documents(row_docids, self.meta.num_docs)
         del row_docids
-        self.docids: list[str] = list(positions)
-        del positions
         self.rows_per_doc = max(1, int(np.bincount(self.row_doc).max())) if len(self.row_doc) else 1
         # ME-BERT rows folded in the scan when each document's m rows are adjacent (as encode writes them).
         adjacent = np.array_equal(self.row_doc, np.repeat(np.arange(self.num_docs), self.rows_per_doc))
