@@ -30,6 +30,7 @@ from ..io.runs import Run
 from ..progress import progress_bar
 from ..pyserini_compat import DenseSearchResult, QueryEncoder
 from . import flat
+from .results import gc_paused, hit_list
 from .index_config import check_family, index_config, query_encoder_settings
 
 
@@ -223,7 +224,7 @@ class DenseSearcher:
 
     def to_results(self, scores: np.ndarray, docs: np.ndarray) -> list[DenseSearchResult]:
         """One query's arrays as Pyserini's hit objects."""
-        return list(map(DenseSearchResult, *self._docids_scores(scores, docs)))
+        return hit_list(*self._docids_scores(scores, docs))
 
     def search(self, query: str | np.ndarray, k: int = 10, threads: int | None = None) -> list[DenseSearchResult]:
         vectors = self.encode_queries([query]) if isinstance(query, str) else query
@@ -235,7 +236,8 @@ class DenseSearcher:
         """Pyserini's ``FaissSearcher.batch_search``: all queries encoded at once, one FAISS search."""
         vectors = queries if isinstance(queries, np.ndarray) else self.encode_queries(queries)
         scores, docs = self.search_vectors(vectors, k, threads)
-        return {qid: self.to_results(scores[i], docs[i]) for i, qid in enumerate(q_ids)}
+        with gc_paused():
+            return {qid: self.to_results(scores[i], docs[i]) for i, qid in enumerate(q_ids)}
 
     def search_run(self, topics: Mapping[str, str], k: int = 1000, threads: int | None = None,
                    chunk_size: int = 256, progress: bool = True) -> Run:

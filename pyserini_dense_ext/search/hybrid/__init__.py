@@ -15,7 +15,9 @@ indexes the way the hybrid and tune commands do.
 """
 from __future__ import annotations
 
+import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Iterator, Mapping, Sequence
 
@@ -25,6 +27,7 @@ from ...io.errors import InputError
 from ...io.runs import Run
 from ...progress import progress_bar
 from ...pyserini_compat import DenseSearchResult
+from ..results import gc_paused, hit_list
 from .sources import BatchSearcher, HitSource, dense_source
 from .sparse import sparse_source
 
@@ -111,6 +114,15 @@ class HybridSearcher:
         self._tick("sparse", start)
         return out
 
+    def both_hits(self, queries: Sequence[str], k0: int, threads: int = 1) -> tuple[list[Hits], list[Hits]]:
+        """(sparse, dense) top-k0 hits per query, the sparse side searched on a thread of its own while the
+        dense side encodes and searches: BM25's Python work (parsing Lucene's top docs, mapping ids) then
+        overlaps the query encoder's, which runs without holding the GIL."""
+        with ThreadPoolExecutor(1, thread_name_prefix="dense-ext-sparse") as pool:
+            sparse = pool.submit(_detached, self.sparse_hits, queries, k0, threads)
+            dense = self.dense_hits(queries, k0, threads)
+            return sparse.result(), dense
+
     def _chunks(self, topics: Mapping[str, str], k0: int, threads: int, chunk_size: int, progress: bool,
                 desc: str) -> Iterator[tuple[list[str], list[Hits], list[Hits]]]:
         """(qids, sparse hits, dense hits) for each chunk of topics, with a progress bar."""
@@ -120,8 +132,7 @@ class HybridSearcher:
         with progress_bar(len(qids), desc, "query", progress) as bar:
             for start in range(0, len(qids), chunk_size):
                 chunk = slice(start, start + chunk_size)
-                dense = self.dense_hits(texts[chunk], k0, threads)
-                yield qids[chunk], self.sparse_hits(texts[chunk], k0, threads), dense
+                yield (qids[chunk], *self.both_hits(texts[chunk], k0, threads))
                 bar.update(len(texts[chunk]))
 
     def search_lists(self, topics: Mapping[str, str], k0: int = 1000, threads: int = 1, chunk_size: int = 512,
@@ -140,8 +151,7 @@ class HybridSearcher:
             raise ValueError(f"k0 and k must be positive, got k0={k0}, k={k}")
         fusion = resolve(fusion, **params)
         queries = list(queries)
-        dense = self.dense_hits(queries, k0, threads)
-        sparse = self.sparse_hits(queries, k0, threads)
+        sparse, dense = self.both_hits(queries, k0, threads)
         return self._fuse(fusion, sparse, dense, k, qids if qids is not None else [None] * len(queries))
 
     def _fuse(self, fusion: Fusion, sparse: list[Hits], dense: list[Hits], k: int,
@@ -157,7 +167,7 @@ class HybridSearcher:
         """One query, as Pyserini's ``HybridSearcher.search``."""
         chosen = pyserini_fusion(fusion, alpha, normalization, weight_on_dense, **fusion_options)
         docids, scores = self.search_hits([query], k0, k, 1, chosen)[0]
-        return [DenseSearchResult(d, s) for d, s in zip(docids.tolist(), scores.tolist())]
+        return hit_list(docids.tolist(), scores.tolist())
 
     def batch_search(self, queries: Sequence[str], q_ids: Sequence[str], k0: int = 10, k: int = 10,
                      threads: int = 1, alpha: float | None = None, normalization: bool | str | None = None,
@@ -168,8 +178,8 @@ class HybridSearcher:
             raise ValueError(f"got {len(queries)} queries but {len(q_ids)} query ids")
         chosen = pyserini_fusion(fusion, alpha, normalization, weight_on_dense, **fusion_options)
         fused = self.search_hits(queries, k0, k, threads, chosen, qids=q_ids)
-        return {qid: [DenseSearchResult(d, s) for d, s in zip(docids.tolist(), scores.tolist())]
-                for qid, (docids, scores) in zip(q_ids, fused)}
+        with gc_paused():
+            return {qid: hit_list(docids.tolist(), scores.tolist()) for qid, (docids, scores) in zip(q_ids, fused)}
 
     def search_run(self, topics: Mapping[str, str], k0: int = 1000, k: int = 1000, threads: int = 1,
                    fusion: str | Fusion = "linear", chunk_size: int = 512, progress: bool = True,
@@ -184,6 +194,15 @@ class HybridSearcher:
             for qid, (docids, scores) in zip(qids, self._fuse(fusion, sparse, dense, k, qids)):
                 run[qid] = list(zip(docids.tolist(), scores.tolist()))
         return run
+
+
+def _detached(fn: Any, *args: Any) -> Any:
+    """``fn(*args)`` on a worker thread that leaves the JVM (if it used it) when done."""
+    try:
+        return fn(*args)
+    finally:
+        if "jnius" in sys.modules:
+            sys.modules["jnius"].detach()
 
 
 def build_hybrid(dense_index: str | Path, encoder: str | Path, sparse_index: str | Path, *,
