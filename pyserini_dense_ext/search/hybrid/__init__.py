@@ -118,10 +118,13 @@ class HybridSearcher:
         """(sparse, dense) top-k0 hits per query, the sparse side searched on a thread of its own while the
         dense side encodes and searches: BM25's Python work (parsing Lucene's top docs, mapping ids) then
         overlaps the query encoder's, which runs without holding the GIL."""
+        start = time.perf_counter()
         with ThreadPoolExecutor(1, thread_name_prefix="dense-ext-sparse") as pool:
             sparse = pool.submit(_detached, self.sparse_hits, queries, k0, threads)
             dense = self.dense_hits(queries, k0, threads)
-            return sparse.result(), dense
+            out = sparse.result(), dense
+        self._tick("retrieve", start)
+        return out
 
     def _chunks(self, topics: Mapping[str, str], k0: int, threads: int, chunk_size: int, progress: bool,
                 desc: str) -> Iterator[tuple[list[str], list[Hits], list[Hits]]]:
