@@ -12,7 +12,6 @@ differ from torch's (cosine >= 0.99, docs/onnx.md). The cache is ``$DENSE_EXT_ON
 """
 from __future__ import annotations
 
-import functools
 import hashlib
 import json
 import logging
@@ -23,6 +22,7 @@ from typing import Any, Mapping
 from ..encoders.config import EncoderConfig
 from ..encoders.loading import resolve_config
 from ..io.errors import InputError
+from ..io.fingerprint import model_fingerprint
 from .encoder import TOKENIZER_OPTIONS
 
 log = logging.getLogger(__name__)
@@ -36,28 +36,10 @@ def cache_root() -> Path:
     return Path.home() / ".cache" / "pyserini-dense-ext" / "onnx"
 
 
-@functools.lru_cache(maxsize=64)
-def _file_digest(path: str, size: int, mtime_ns: int) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(1 << 20):
-            h.update(block)
-    return h.hexdigest()
-
-
-def model_digest(model_dir: str | Path) -> str:
-    """SHA-256 over a model dir's own files (names and contents; hidden files and subdirs left out)."""
-    h = hashlib.sha256()
-    for file in sorted(p for p in Path(model_dir).iterdir() if p.is_file() and not p.name.startswith(".")):
-        st = file.stat()
-        h.update(f"{file.name}\0{_file_digest(str(file.resolve()), st.st_size, st.st_mtime_ns)}\n".encode())
-    return h.hexdigest()
-
-
 def export_path(model_dir: str | Path, config: EncoderConfig, side: str, precision: str) -> Path:
     """Where the cache keeps the ``side`` export of ``model_dir`` under ``config`` at ``precision``."""
     baked = {k: v for k, v in config.to_dict().items() if k not in TOKENIZER_OPTIONS}
-    key = hashlib.sha256(json.dumps({"model": model_digest(model_dir), "config": baked, "side": side},
+    key = hashlib.sha256(json.dumps({"model": model_fingerprint(model_dir), "config": baked, "side": side},
                                     sort_keys=True).encode()).hexdigest()[:24]
     return cache_root() / key / f"{side}-{precision}.onnx"
 
