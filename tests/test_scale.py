@@ -330,12 +330,13 @@ def test_second_encode_fails_at_once_and_a_killed_runs_lock_is_recovered(tiny_fa
     out = tmp_path / "idx"
     args = ["input", "--corpus", str(corpus), "encoder", "--encoder", str(tiny_family_dirs["repbert"]), "output",
             "--index", str(out), "--chunk-size", "10", "--quiet"]
-    slow = ("import sys, time\nimport pyserini_dense_ext\nfrom pyserini_dense_ext.encoders.base import DenseModel\n"
-            "real = DenseModel.encode\nDenseModel.encode = lambda self, *a, **k: (time.sleep(0.3), real(self, *a, "
-            "**k))[1]\nfrom pyserini_dense_ext.cli import run_cli\nfrom pyserini_dense_ext.encode.__main__ import "
-            "main\nrun_cli(main, sys.argv[1:])\n")
+    # The first run encodes one chunk, then hangs in the next until killed (however slow the machine is).
+    hangs = ("import itertools, sys, time\nimport pyserini_dense_ext\nfrom pyserini_dense_ext.encoders.base import "
+             "DenseModel\nreal, calls = DenseModel.encode, itertools.count()\nDenseModel.encode = lambda self, *a, **k: "
+             "real(self, *a, **k) if next(calls) == 0 else time.sleep(3600)\nfrom pyserini_dense_ext.cli import "
+             "run_cli\nfrom pyserini_dense_ext.encode.__main__ import main\nrun_cli(main, sys.argv[1:])\n")
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    first = subprocess.Popen([sys.executable, "-c", slow, *args], env=env, stdout=subprocess.PIPE,
+    first = subprocess.Popen([sys.executable, "-c", hangs, *args], env=env, stdout=subprocess.PIPE,
                              stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 120
     while not list(partial_dir(out).glob("chunk-*.npy")):
