@@ -106,7 +106,7 @@ class DenseSearcher:
         self._fold = self.rows_per_doc if adjacent else 1
         self._mapped = isinstance(self.index, MappedFlat)
         self._rows = None if self._mapped else flat.stored_rows(self.index)  # a view of the index's own rows
-        self._hnsw = isinstance(faiss.downcast_index(self.index), faiss.IndexHNSW)
+        self._hnsw = not self._mapped and isinstance(faiss.downcast_index(self.index), faiss.IndexHNSW)
         if ef_search is not None and ef_search < 1:
             raise ValueError(f"ef_search must be positive, got {ef_search}")
         self.ef_search = ef_search  # None: the index's own (stored at build), raised to the rows asked for
