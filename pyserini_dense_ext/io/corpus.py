@@ -23,6 +23,7 @@ from typing import Iterator, Protocol, Sequence
 import numpy as np
 
 from .errors import InputError
+from .fingerprint import docs_fingerprint
 from .lines import iter_lines
 
 ID_FIELDS = ("id", "_id", "docid")
@@ -197,8 +198,6 @@ class DocList:
         return iter(self.items)
 
     def corpus_fingerprint(self) -> str:
-        from .fingerprint import docs_fingerprint  # (fingerprint imports Doc from here)
-
         return docs_fingerprint(self.items)
 
 
@@ -263,8 +262,6 @@ class CorpusStream:
 
     def corpus_fingerprint(self) -> str:
         """Computed once, by one more pass over the documents read (the texts are not kept)."""
-        from .fingerprint import docs_fingerprint  # (fingerprint imports Doc from here)
-
         if self._corpus_fingerprint is None:
             self._corpus_fingerprint = docs_fingerprint(self.docs())
         return self._corpus_fingerprint

@@ -14,10 +14,12 @@ import hashlib
 import json
 import os
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence
 
 from .atomic import atomic_write
-from .corpus import Doc
+
+if TYPE_CHECKING:  # (corpus computes its fingerprint with this module)
+    from .corpus import Doc
 
 _BLOCK = 1 << 20
 _MODULUS = 1 << 256
