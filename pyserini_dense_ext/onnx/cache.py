@@ -64,7 +64,12 @@ def query_encoder_source(path: str | Path, family: str | None, settings: Mapping
     wanted = precision != "fp32" or backend == "onnx"
     if device != "cpu" and not wanted:
         return path, family, dict(settings)  # on a GPU, torch unless an export is asked for
-    config = resolve_config(path, family, **settings)
+    try:
+        config = resolve_config(path, family, **settings)
+    except InputError:
+        if wanted:
+            raise
+        return path, family, dict(settings)  # no config to key an export on: the torch loader says what is wrong
     export = export_path(path, config, "query", precision)
     if export.is_file():
         log.info("query encoder: the %s ONNX export of %s (%s)", precision, path, export)
