@@ -1,0 +1,213 @@
+"""An index dir's document vectors as one memory-mapped array, for re-scoring candidates (CODER).
+
+CODER (Zerveas et al., 2022) keeps the document embeddings of the index fixed and scores each
+query's candidates against them, so it needs each candidate's exact vector, not the top-k FAISS
+returns. Flat (fp32) and flat-fp16 indexes hold the vectors exactly: they are reconstructed once,
+in chunks, into a ``.npy`` beside the index (``doc_vectors.npy``, float32 or float16 as stored)
+and memory-mapped from then on, so a training or reranking process never holds a second full copy;
+it reads the rows a batch gathers. PQ and HNSW indexes are refused (PQ codes are approximate; the
+issue asks for a vector file there) unless a ``.npy`` of the vectors is given.
+
+Documents are in the order of their first row in the ``docid`` file, as in
+:class:`~pyserini_dense_ext.search.DenseSearcher`; an ME-BERT document's m rows become
+``array[doc]`` of shape ``(m, d)``.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import faiss
+import numpy as np
+from tqdm.auto import tqdm
+
+from ..io.atomic import atomic_write
+from ..io.errors import InputError
+from .faiss_dir import DOCID_FILE, INDEX_FILE, IndexMeta, read_docids
+
+CACHE_FILE, CACHE_META = "doc_vectors.npy", "doc_vectors.json"
+EXACT_TYPES = ("flat", "flat-fp16")
+CHUNK_ROWS = 65536
+
+
+def index_fingerprint(index_dir: str | Path) -> str:
+    """sha256 over the ``index`` and ``docid`` files: names the exact document vectors a model was trained on."""
+    digest = hashlib.sha256()
+    for name in (INDEX_FILE, DOCID_FILE):
+        with open(Path(index_dir) / name, "rb") as f:
+            digest.update(hashlib.file_digest(f, "sha256").digest())
+    return digest.hexdigest()
+
+
+def _stat_key(index_dir: Path) -> list[int]:
+    """Size and mtime of both files: a rebuilt index (written by rename) changes them, so the cache is redone."""
+    stats = [(index_dir / name).stat() for name in (INDEX_FILE, DOCID_FILE)]
+    return [v for s in stats for v in (s.st_size, s.st_mtime_ns)]
+
+
+def doc_rows(row_docids: list[str], source: Path) -> tuple[list[str], np.ndarray]:
+    """Distinct docids (first-appearance order) and their rows as an int64 ``(num_docs, m)`` table."""
+    positions: dict[str, int] = {}
+    row_doc = np.fromiter((positions.setdefault(d, len(positions)) for d in row_docids), dtype=np.int64,
+                          count=len(row_docids))
+    counts = np.bincount(row_doc, minlength=len(positions))
+    if len(counts) and counts.min() != counts.max():
+        short = list(positions)[int(np.argmin(counts))]
+        raise InputError(source, f"names document {short!r} {counts.min()} times but others {counts.max()} times: "
+                                 "every document needs the same number of rows (ME-BERT's m)", field="docid")
+    m = int(counts[0]) if len(counts) else 1
+    table = np.argsort(row_doc, kind="stable").reshape(len(positions), m)
+    return list(positions), table
+
+
+def classify_index(index: faiss.Index) -> str:
+    """``flat`` / ``flat-fp16`` when the stored vectors are exact; otherwise the FAISS class name."""
+    index = faiss.downcast_index(index)
+    if index.metric_type != faiss.METRIC_INNER_PRODUCT:
+        return f"{type(index).__name__} (metric {index.metric_type}, not inner product)"
+    if type(index) in (faiss.IndexFlatIP, faiss.IndexFlat):
+        return "flat"
+    if isinstance(index, faiss.IndexScalarQuantizer) and index.sq.qtype == faiss.ScalarQuantizer.QT_fp16:
+        return "flat-fp16"
+    return type(index).__name__
+
+
+@dataclass
+class DocVectors:
+    """Memory-mapped document vectors: ``array`` is ``(num_rows, d)`` float32 or float16 (as the index stores them),
+    ``rows[doc]`` the ``m`` rows of document ``doc``; ``docids[doc]`` its id."""
+
+    array: np.ndarray
+    rows: np.ndarray
+    docids: list[str]
+    source: Path
+    fingerprint: str
+    _index: dict[str, int] | None = field(default=None, repr=False)
+
+    @property
+    def num_docs(self) -> int:
+        return len(self.docids)
+
+    @property
+    def rows_per_doc(self) -> int:
+        return int(self.rows.shape[1])
+
+    @property
+    def dim(self) -> int:
+        return int(self.array.shape[1])
+
+    @property
+    def doc_index(self) -> dict[str, int]:
+        """docid -> document number (int), built on first use."""
+        if self._index is None:
+            self._index = {d: i for i, d in enumerate(self.docids)}
+        return self._index
+
+    def gather(self, ids: np.ndarray) -> np.ndarray:
+        """Float32 ``ids.shape + (m, d)`` vectors of documents ``ids`` (any int array; -1 gives zeros).
+
+        Only the rows asked for are read from the map, in sorted order (sequential reads)."""
+        ids = np.asarray(ids)
+        flat = ids.reshape(-1)
+        valid = flat >= 0
+        out = np.zeros((flat.size, self.rows_per_doc, self.dim), dtype=np.float32)
+        rows = self.rows[flat[valid]].reshape(-1)
+        order = np.argsort(rows, kind="stable")
+        picked = np.empty((rows.size, self.dim), dtype=np.float32)
+        picked[order] = self.array[rows[order]]
+        out[valid] = picked.reshape(-1, self.rows_per_doc, self.dim)
+        return out.reshape(ids.shape + (self.rows_per_doc, self.dim))
+
+
+def open_doc_vectors(index_dir: str | Path, vectors: str | Path | None = None, cache_dir: str | Path | None = None,
+                     progress: bool = True) -> DocVectors:
+    """The document vectors of ``index_dir``: from ``vectors`` (a ``.npy``, rows in the index's row order),
+    else from the cache in ``cache_dir`` (default: the index dir), building it from a flat or flat-fp16 index."""
+    index_dir = Path(index_dir)
+    for name in (INDEX_FILE, DOCID_FILE):
+        if not (index_dir / name).is_file():
+            raise InputError(index_dir / name, "is missing: not a FAISS index dir (expected 'index' and 'docid')")
+    row_docids = read_docids(index_dir / DOCID_FILE)
+    docids, rows = doc_rows(row_docids, index_dir / DOCID_FILE)
+    if vectors is not None:
+        array = _load_npy(Path(vectors), len(row_docids))
+        meta = IndexMeta.load(index_dir)
+        dim = meta.dim if meta is not None else _read_index(index_dir, faiss.IO_FLAG_MMAP_IFC).d
+        if array.shape[1] != dim:
+            raise InputError(vectors, f"vectors have dimension {array.shape[1]} but the index has {dim}", field="dim")
+        fingerprint = index_fingerprint(index_dir)
+    else:
+        cache = Path(cache_dir) if cache_dir is not None else index_dir
+        array, fingerprint = _cached(index_dir, cache, len(row_docids), progress)
+    return DocVectors(array, rows, docids, index_dir, fingerprint)
+
+
+def _read_index(index_dir: Path, flags: int = 0) -> faiss.Index:
+    try:
+        return faiss.read_index(str(index_dir / INDEX_FILE), flags | faiss.IO_FLAG_READ_ONLY)
+    except RuntimeError:
+        try:  # MMAP_IFC (zero-copy flat codes) is refused by some index types: read normally
+            return faiss.read_index(str(index_dir / INDEX_FILE))
+        except RuntimeError as e:
+            raise InputError(index_dir / INDEX_FILE, f"is not a readable FAISS index: {str(e).splitlines()[0]}") \
+                from None
+
+
+def _load_npy(path: Path, num_rows: int) -> np.ndarray:
+    try:
+        array = np.load(path, mmap_mode="r", allow_pickle=False)
+    except (OSError, ValueError) as e:
+        raise InputError(path, f"is not a readable .npy array of document vectors: {e}") from None
+    if array.dtype not in (np.float32, np.float16) or array.ndim not in (2, 3):
+        raise InputError(path, f"holds {array.dtype} {array.shape}; expected float32/float16 (rows, d) or "
+                               "(docs, m, d)", field="shape")
+    array = array.reshape(-1, array.shape[-1])
+    if len(array) != num_rows:
+        raise InputError(path, f"has {len(array)} rows but the index's docid file has {num_rows}", field="shape")
+    return array
+
+
+def _cached(index_dir: Path, cache: Path, num_rows: int, progress: bool) -> tuple[np.ndarray, str]:
+    meta_path, npy_path = cache / CACHE_META, cache / CACHE_FILE
+    key = _stat_key(index_dir)
+    if meta_path.is_file() and npy_path.is_file():
+        try:
+            meta: dict[str, Any] = json.loads(meta_path.read_text(encoding="utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            meta = {}
+        if meta.get("stat") == key and meta.get("index_dir") == str(index_dir.resolve()):
+            return _load_npy(npy_path, num_rows), meta["fingerprint"]
+    index = _read_index(index_dir, faiss.IO_FLAG_MMAP_IFC)
+    kind = classify_index(index)
+    if kind not in EXACT_TYPES:
+        raise InputError(index_dir / INDEX_FILE, f"is a {kind} index, whose stored vectors are not the exact document "
+                                                 f"vectors (only {' and '.join(EXACT_TYPES)} indexes are read back); "
+                                                 "pass the vectors as a .npy file (--vectors)", field="index_type")
+    if index.ntotal != num_rows:
+        raise InputError(index_dir / DOCID_FILE, f"has {num_rows} lines but the index has {index.ntotal} rows")
+    dtype = np.float32 if kind == "flat" else np.float16
+    cache.mkdir(parents=True, exist_ok=True)
+    tmp = cache / f".{CACHE_FILE}.{os.getpid()}.tmp"
+    try:
+        out = np.lib.format.open_memmap(tmp, mode="w+", dtype=dtype, shape=(index.ntotal, index.d))
+        with tqdm(total=index.ntotal, desc="reading document vectors", unit="row", disable=not progress) as bar:
+            for start in range(0, index.ntotal, CHUNK_ROWS):
+                n = min(CHUNK_ROWS, index.ntotal - start)
+                out[start:start + n] = index.reconstruct_n(start, n)  # fp16 values are exact in float16
+                bar.update(n)
+        out.flush()
+        del out
+        with open(tmp, "rb") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, npy_path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    fingerprint = index_fingerprint(index_dir)
+    with atomic_write(meta_path) as f:
+        json.dump({"index_dir": str(index_dir.resolve()), "stat": key, "fingerprint": fingerprint, "index_type": kind},
+                  f, indent=2)
+    return _load_npy(npy_path, num_rows), fingerprint

@@ -1,0 +1,157 @@
+"""Rerank any first-stage list with a query encoder against an index's fixed document vectors (CODER).
+
+The first stage (BM25, a dense run, a hybrid) proposes candidates; each is re-scored as the inner
+product of the query vector and the candidate's stored vector (ME-BERT: the max over its m rows),
+read from the memory-mapped :class:`~pyserini_dense_ext.index.vectors.DocVectors`. The cost
+beyond encoding the query is one gather and one small matrix product per batch of queries
+(Zerveas et al. report ~5 ms/query on a GPU for 1000 candidates).
+"""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+import torch
+from pyserini.search.faiss import DenseSearchResult
+from tqdm.auto import tqdm
+
+from ..encoders import DenseModel, DenseQueryEncoder, load_query_encoder
+from ..index import INDEX_FILE
+from ..index.vectors import DocVectors, open_doc_vectors
+from ..io.errors import InputError
+from ..io.runs import Run
+from .candidates import UnknownDocid, candidates_from_run, docids_to_ids
+from .scoring import candidate_scores, rank_rows
+
+Hits = tuple[np.ndarray, np.ndarray]  # (docids, scores), best first, as pyserini_dense_ext.fusion uses them
+
+
+def _docids(hits: Any) -> list[str]:
+    """Docids of one query's candidates: Pyserini hits (``.docid``), our ``(docids, scores)`` arrays,
+    ``[(docid, score), ...]`` or plain docid strings."""
+    if isinstance(hits, tuple) and len(hits) == 2 and isinstance(hits[0], np.ndarray):
+        return [str(d) for d in hits[0]]
+    return [h if isinstance(h, str) else h.docid if hasattr(h, "docid") else h[0] for h in hits]
+
+
+class Reranker:
+    """Re-score candidates with ``query_encoder`` (a model dir, an ONNX export, a :class:`DenseModel` or a
+    Pyserini-style encoder with ``encode_batch``) against ``index_dir``'s document vectors."""
+
+    def __init__(self, index_dir: str | Path, query_encoder: Any, vectors: str | Path | None = None,
+                 vectors_cache: str | Path | None = None, family: str | None = None, device: str = "cpu",
+                 batch_size: int = 64, chunk_size: int = 64, progress: bool = False, **encoder_overrides: Any):
+        self.vectors: DocVectors = open_doc_vectors(index_dir, vectors, vectors_cache, progress)
+        if isinstance(query_encoder, (str, Path)):
+            query_encoder = load_query_encoder(query_encoder, family=family, device=device, batch_size=batch_size,
+                                               **encoder_overrides)
+        elif isinstance(query_encoder, DenseModel):
+            query_encoder = DenseQueryEncoder(model=query_encoder, batch_size=batch_size)
+        self.query_encoder = query_encoder
+        self.chunk_size = chunk_size
+        self.timings: dict[str, float] = {}
+        dim = getattr(query_encoder, "dim", None)
+        if dim is not None and dim != self.vectors.dim:
+            raise InputError(Path(index_dir) / INDEX_FILE, f"has dimension {self.vectors.dim} but the query encoder "
+                                                           f"gives {dim}-dim vectors (an index built by another model?)",
+                             field="dim")
+
+    def _tick(self, name: str, start: float) -> float:
+        now = time.perf_counter()
+        self.timings[name] = self.timings.get(name, 0.0) + now - start
+        return now
+
+    # -- arrays ------------------------------------------------------------------------------
+    def encode(self, queries: Sequence[str]) -> np.ndarray:
+        """Float32 ``(n, d)`` query vectors."""
+        start = time.perf_counter()
+        vectors = np.ascontiguousarray(self.query_encoder.encode_batch(list(queries)), dtype=np.float32)
+        self._tick("encode", start)
+        if vectors.ndim != 2 or vectors.shape[1] != self.vectors.dim:
+            raise InputError(self.vectors.source / INDEX_FILE, f"has dimension {self.vectors.dim} but the query "
+                                                               f"encoder gave vectors of shape {vectors.shape}",
+                             field="dim")
+        return vectors
+
+    def score(self, query_vectors: np.ndarray, ids: np.ndarray) -> np.ndarray:
+        """Float32 ``(n, C)`` scores of candidates ``ids`` (int, -1 padded; -inf there), in chunks of queries."""
+        ids = np.asarray(ids)
+        if ids.ndim != 2 or len(ids) != len(query_vectors):
+            raise ValueError(f"need one row of candidate ids per query vector, got {ids.shape} for "
+                             f"{len(query_vectors)} queries")
+        if ids.size and (ids.max() >= self.vectors.num_docs or ids.min() < -1):
+            raise ValueError(f"candidate ids must be in [-1, {self.vectors.num_docs}), got {ids.min()}..{ids.max()}")
+        out = np.empty(ids.shape, dtype=np.float32)
+        start = time.perf_counter()
+        with torch.inference_mode():
+            for lo in range(0, len(ids), self.chunk_size):
+                chunk = ids[lo:lo + self.chunk_size]
+                docs = torch.from_numpy(self.vectors.gather(chunk))
+                queries = torch.from_numpy(np.ascontiguousarray(query_vectors[lo:lo + self.chunk_size],
+                                                                dtype=np.float32))
+                out[lo:lo + len(chunk)] = candidate_scores(queries, docs, torch.from_numpy(chunk >= 0)).numpy()
+        self._tick("rerank", start)
+        return out
+
+    def rerank_ids(self, query_vectors: np.ndarray, ids: np.ndarray, k: int | None = None) -> tuple[np.ndarray,
+                                                                                                     np.ndarray]:
+        """Candidates ``ids`` re-sorted by score, best first: ``(ids, scores)``, -1 / -inf padded, cut to ``k``."""
+        scores = self.score(query_vectors, ids)
+        start = time.perf_counter()
+        ranked = rank_rows(scores, np.asarray(ids), k)
+        self._tick("rerank", start)
+        return ranked
+
+    # -- docids, Pyserini hits, runs -----------------------------------------------------------
+    def _to_hits(self, ids: np.ndarray, scores: np.ndarray) -> Hits:
+        keep = ids >= 0
+        names = self.vectors.docids
+        return np.array([names[i] for i in ids[keep].tolist()], dtype=str), scores[keep].astype(np.float64)
+
+    def rerank(self, queries: Sequence[str], candidates: Sequence[Any], k: int | None = None) -> list[Hits]:
+        """Each query's candidates (Pyserini hits, ``(docids, scores)`` arrays, ``[(docid, score)]`` or docids)
+        re-scored: ``(docids, scores)`` arrays per query, best first."""
+        if len(queries) != len(candidates):
+            raise ValueError(f"got {len(queries)} queries but {len(candidates)} candidate lists")
+        try:
+            ids = docids_to_ids([_docids(c) for c in candidates], self.vectors.doc_index)
+        except UnknownDocid as e:
+            raise InputError("candidates", f"docid {e.docid!r} (list {e.row}) is not in the dense index "
+                                           f"{self.vectors.source}", field="docid") from None
+        ranked_ids, scores = self.rerank_ids(self.encode(queries), ids, k)
+        return [self._to_hits(i, s) for i, s in zip(ranked_ids, scores)]
+
+    def search(self, query: str, hits: Sequence[Any], k: int | None = None) -> list[DenseSearchResult]:
+        """One query's first-stage hits (say ``LuceneSearcher.search(q, 1000)``) reranked, as Pyserini results."""
+        docids, scores = self.rerank([query], [hits], k)[0]
+        return [DenseSearchResult(d, s) for d, s in zip(docids.tolist(), scores.tolist())]
+
+    def batch_search(self, queries: Sequence[str], q_ids: Sequence[str], hits: Mapping[str, Sequence[Any]],
+                     k: int | None = None) -> dict[str, list[DenseSearchResult]]:
+        """``batch_search``'s shape: ``hits[qid]`` (e.g. ``LuceneSearcher.batch_search``'s output) reranked."""
+        if len(queries) != len(q_ids):
+            raise ValueError(f"got {len(queries)} queries but {len(q_ids)} query ids")
+        ranked = self.rerank(queries, [hits.get(q, []) for q in q_ids], k)
+        return {q: [DenseSearchResult(d, s) for d, s in zip(docids.tolist(), scores.tolist())]
+                for q, (docids, scores) in zip(q_ids, ranked)}
+
+    def rerank_run(self, topics: Mapping[str, str], run: Run, depth: int | None = None, k: int | None = None,
+                   source: str | Path = "run", chunk_queries: int = 1024, progress: bool = True) -> Run:
+        """Rerank the top ``depth`` hits of every topic's list in ``run`` (queries without hits are left out)."""
+        if depth is not None and depth < 1:
+            raise ValueError(f"depth must be positive, got {depth}")
+        qids = [q for q in topics if run.get(q)]
+        candidates = candidates_from_run(run, self.vectors.doc_index, depth, qids, source)
+        out: Run = {}
+        with tqdm(total=len(qids), desc="reranking", unit="query", disable=not progress) as bar:
+            for lo in range(0, len(qids), chunk_queries):
+                chunk = qids[lo:lo + chunk_queries]
+                ids, scores = self.rerank_ids(self.encode([topics[q] for q in chunk]),
+                                              candidates.ids[lo:lo + chunk_queries], k)
+                for qid, i, s in zip(chunk, ids, scores):
+                    docids, values = self._to_hits(i, s)
+                    out[qid] = list(zip(docids.tolist(), values.tolist()))
+                bar.update(len(chunk))
+        return out
