@@ -38,12 +38,14 @@ def _docids(hits: Any) -> list[str]:
 
 class Reranker:
     """Re-score candidates with ``query_encoder`` (a model dir, an ONNX export, a :class:`DenseModel` or a
-    Pyserini-style encoder with ``encode_batch``) against ``index_dir``'s document vectors."""
+    Pyserini-style encoder with ``encode_batch``) against an index's document vectors (``index``: its dir,
+    or :class:`DocVectors` already open)."""
 
-    def __init__(self, index_dir: str | Path, query_encoder: Any, vectors: str | Path | None = None,
+    def __init__(self, index: str | Path | DocVectors, query_encoder: Any, vectors: str | Path | None = None,
                  vectors_cache: str | Path | None = None, family: str | None = None, device: str = "cpu",
                  batch_size: int = 64, chunk_size: int = 64, progress: bool = False, **encoder_overrides: Any):
-        self.vectors: DocVectors = open_doc_vectors(index_dir, vectors, vectors_cache, progress)
+        self.vectors: DocVectors = (index if isinstance(index, DocVectors)
+                                    else open_doc_vectors(index, vectors, vectors_cache, progress))
         if isinstance(query_encoder, (str, Path)):
             query_encoder = load_query_encoder(query_encoder, family=family, device=device, batch_size=batch_size,
                                                **encoder_overrides)
@@ -54,7 +56,7 @@ class Reranker:
         self.timings: dict[str, float] = {}
         dim = getattr(query_encoder, "dim", None)
         if dim is not None and dim != self.vectors.dim:
-            raise InputError(Path(index_dir) / INDEX_FILE, f"has dimension {self.vectors.dim} but the query encoder "
+            raise InputError(self.vectors.source / INDEX_FILE, f"has dimension {self.vectors.dim} but the query encoder "
                                                            f"gives {dim}-dim vectors (an index built by another model?)",
                              field="dim")
 
