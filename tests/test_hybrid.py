@@ -395,3 +395,26 @@ def test_tune_from_indexes_scores_what_the_hybrid_searcher_returns(indexes, tmp_
     assert again == pytest.approx(rows, abs=1e-6)
     held_out = {(r["method"], r["value"]) for r in csv.DictReader(csv_path.with_name("sweep.eval.csv").open())}
     assert ("sparse", "") in held_out and any(m == "linear" and v in ("0.1", "1.0") for m, v in held_out)
+
+
+def test_cli_rerank_group_reranks_the_fused_list(indexes, tmp_path):
+    """``rerank --encoder``: the fused top 10 re-scored against (here ME-BERT's, m rows) stored vectors."""
+    from pyserini_dense_ext.rerank import Reranker
+    from pyserini_dense_ext.search.hybrid import HybridSearcher
+    from pyserini_dense_ext.search.hybrid.__main__ import main
+
+    topics = tmp_path / "topics.tsv"
+    topics.write_text("".join(f"q{i}\t{q}\n" for i, q in enumerate(QUERIES)))
+    out = tmp_path / "run.trec"
+    mebert = indexes["dense"]["mebert", "flat"]
+    assert main(cli_groups(indexes, tmp_path, "fusion", "--method", "rrf", "--hits", "30", "run", "--topics",
+                           str(topics), "--output", str(out), "--hits", "10", "--quiet", "rerank", "--encoder",
+                           str(indexes["models"]["mebert"]), "--index", str(mebert))) == 0
+    qids = [f"q{i}" for i in range(len(QUERIES))]
+    fused = HybridSearcher(dense_searcher(indexes), lucene_searcher(indexes["lucene"])).batch_search(
+        QUERIES, qids, k0=30, k=10, fusion="rrf")
+    expected = Reranker(mebert, indexes["models"]["mebert"]).batch_search(QUERIES, qids, fused)
+    run = read_run(out)
+    for qid, hits in expected.items():
+        assert sorted(d for d, _ in run[qid]) == sorted(h.docid for h in fused[qid])
+        np.testing.assert_allclose([s for _, s in run[qid]], [h.score for h in hits], atol=1e-6)
