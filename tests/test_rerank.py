@@ -185,7 +185,7 @@ def test_cli_bad_input_exits_2_naming_file_line_and_field(tiny_family_dirs, tiny
     base = ["--index", out, "--topics", topics, "--output", output, "--quiet"]
 
     assert cli("--run", run, "--encoder", tiny_family_dirs["repbert"], *base) == 2
-    assert f"{run}, line 3: field 'docid' docid 'zzz' (query 'q1') is not in the dense index" in capsys.readouterr().err
+    assert f"{run}, line 3: field 'docid' names document 'zzz', which the dense index" in capsys.readouterr().err
 
     run.write_text("q0 Q0 d1 1 3.0 x\nq9 Q0 d2 1 2.0 x\n")
     assert cli("--run", run, "--encoder", tiny_family_dirs["repbert"], *base) == 2

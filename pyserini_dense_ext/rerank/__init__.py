@@ -7,6 +7,7 @@
 """
 from .candidates import Candidates, candidates_from_run, docids_to_ids
 from .reranker import Reranker
-from .scoring import candidate_scores, rank_rows
+from .scoring import candidate_scores, sort_by_score
 
-__all__ = ["Candidates", "Reranker", "candidate_scores", "candidates_from_run", "docids_to_ids", "rank_rows"]
+__all__ = ["Candidates", "Reranker", "candidate_scores", "candidates_from_run", "docids_to_ids",
+           "sort_by_score"]

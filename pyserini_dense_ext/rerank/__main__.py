@@ -61,18 +61,18 @@ def main(argv: list[str] | None = None) -> int:
             raise ValueError(f"--{flag.replace('_', '-')} must be positive, got {value}")
     qids = set(read_qrels(args.qids_from)) if args.qids_from else None
     topics = read_topics(args.topics, qids)
-    run = read_run(args.run)
+    reranker = Reranker(args.index, args.encoder, vectors=args.vectors, vectors_cache=args.vectors_cache,
+                        family=args.family, device=args.device, batch_size=args.batch_size,
+                        progress=not args.quiet, **encoder_overrides(args))
+    docid_file = reranker.vectors.source / DOCID_FILE
+    if args.depth is not None and args.depth > reranker.vectors.num_docs:
+        raise InputError(docid_file, f"--depth {args.depth} exceeds the {reranker.vectors.num_docs} documents of the "
+                                     "index", field="depth")
+    run = read_run(args.run, docids=reranker.vectors.doc_index, docid_source=f"the dense index ({docid_file})")
     missing = [q for q in run if q not in topics] if qids is None else []
     if missing:
         raise InputError(args.run, f"{len(missing)} queries have no text in {args.topics}, e.g. {missing[:3]} "
                                    "(--qids-from limits the queries)", field="qid")
-    reranker = Reranker(args.index, args.encoder, vectors=args.vectors, vectors_cache=args.vectors_cache,
-                        family=args.family, device=args.device, batch_size=args.batch_size,
-                        progress=not args.quiet, **encoder_overrides(args))
-    if args.depth is not None and args.depth > reranker.vectors.num_docs:
-        raise InputError(reranker.vectors.source / DOCID_FILE, f"--depth {args.depth} exceeds the "
-                                                               f"{reranker.vectors.num_docs} documents of the index",
-                         field="depth")
     reranked = reranker.rerank_run(topics, run, args.depth, args.hits, source=args.run, progress=not args.quiet)
     write_run(args.output, reranked, tag=args.run_tag, fmt=args.output_format)
     n = max(len(reranked), 1)

@@ -6,13 +6,11 @@ once, so reranking and training move int32 arrays (4 bytes a candidate), never s
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Mapping, Sequence
 
 import numpy as np
 
 from ..io.errors import InputError
-from ..io.lines import iter_lines
 from ..io.runs import Run
 
 
@@ -29,15 +27,6 @@ class Candidates:
 
     def row(self, qid: str) -> np.ndarray:
         return self.ids[self.qids.index(qid)]
-
-
-def locate(path: str | Path, qid: str, docid: str) -> int | None:
-    """The line of ``qid``'s hit ``docid`` in a run file, for an error message (read again only then)."""
-    for lineno, line in iter_lines(path, "run file"):
-        parts = line.split()
-        if len(parts) in (3, 6) and parts[0] == qid and parts[2 if len(parts) == 6 else 1] == docid:
-            return lineno
-    return None
 
 
 class UnknownDocid(KeyError):
@@ -63,18 +52,16 @@ def docids_to_ids(docids: Sequence[Sequence[str]], doc_index: Mapping[str, int],
 
 
 def candidates_from_run(run: Run, doc_index: Mapping[str, int], depth: int | None = None,
-                        qids: Sequence[str] | None = None, source: str | Path = "run") -> Candidates:
+                        qids: Sequence[str] | None = None, source: str = "run") -> Candidates:
     """The top ``depth`` hits (all when None) of each query in ``qids`` (default: the run's) as int32 ids.
 
-    A docid the index lacks is an :class:`InputError` naming the run file, line and field: reranking
-    against vectors of another corpus would silently score nothing.
+    A docid the index lacks is an :class:`InputError` naming the run and the field: reranking against
+    vectors of another corpus would silently score nothing. (``read_run(path, docids=...)`` names the line.)
     """
     qids = list(run) if qids is None else list(qids)
     try:
         ids = docids_to_ids([[d for d, _ in run.get(q, ())] for q in qids], doc_index, depth)
     except UnknownDocid as e:
-        qid = qids[e.row]
-        line = locate(source, qid, e.docid) if Path(source).is_file() else None
-        raise InputError(source, f"docid {e.docid!r} (query {qid!r}) is not in the dense index: the run and the "
-                                 "index must come from the same corpus", line, "docid") from None
+        raise InputError(source, f"docid {e.docid!r} (query {qids[e.row]!r}) is not in the dense index: the run and "
+                                 "the index must come from the same corpus", field="docid") from None
     return Candidates(qids, ids)

@@ -23,7 +23,7 @@ from ..index.vectors import DocVectors, open_doc_vectors
 from ..io.errors import InputError
 from ..io.runs import Run
 from .candidates import UnknownDocid, candidates_from_run, docids_to_ids
-from .scoring import candidate_scores, rank_rows
+from .scoring import candidate_scores, sort_by_score
 
 Hits = tuple[np.ndarray, np.ndarray]  # (docids, scores), best first, as pyserini_dense_ext.fusion uses them
 
@@ -102,7 +102,7 @@ class Reranker:
         """Candidates ``ids`` re-sorted by score, best first: ``(ids, scores)``, -1 / -inf padded, cut to ``k``."""
         scores = self.score(query_vectors, ids)
         start = time.perf_counter()
-        ranked = rank_rows(scores, np.asarray(ids), k)
+        ranked = sort_by_score(scores, np.asarray(ids), k)
         self._tick("rerank", start)
         return ranked
 
@@ -140,7 +140,7 @@ class Reranker:
                 for q, (docids, scores) in zip(q_ids, ranked)}
 
     def rerank_run(self, topics: Mapping[str, str], run: Run, depth: int | None = None, k: int | None = None,
-                   source: str | Path = "run", chunk_queries: int = 1024, progress: bool = True) -> Run:
+                   source: str = "run", chunk_queries: int = 1024, progress: bool = True) -> Run:
         """Rerank the top ``depth`` hits of every topic's list in ``run`` (queries without hits are left out)."""
         if depth is not None and depth < 1:
             raise ValueError(f"depth must be positive, got {depth}")

@@ -19,7 +19,7 @@ def candidate_scores(queries: torch.Tensor, docs: torch.Tensor, valid: torch.Ten
     return scores if valid is None else scores.masked_fill(~valid, float("-inf"))
 
 
-def rank_rows(scores: np.ndarray, ids: np.ndarray, k: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+def sort_by_score(scores: np.ndarray, ids: np.ndarray, k: int | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Sort each row best first (a stable sort: ties keep first-stage order); padding (-inf) goes last.
 
     Returns ``(ids, scores)`` cut to ``k`` columns."""
