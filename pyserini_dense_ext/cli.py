@@ -174,6 +174,7 @@ def _entry(module: str) -> Callable[[], None]:
 # The console scripts in setup.cfg; each mirrors a ``python -m`` command.
 encode = _entry("pyserini_dense_ext.encode.__main__")
 search = _entry("pyserini_dense_ext.search.__main__")
+rerank = _entry("pyserini_dense_ext.rerank.__main__")
 hybrid = _entry("pyserini_dense_ext.search.hybrid.__main__")
 fuse = _entry("pyserini_dense_ext.fusion.__main__")
 tune = _entry("pyserini_dense_ext.tune")

@@ -124,6 +124,9 @@ def test_every_family_trains_into_a_model_every_command_reads(data, tmp_path, fa
     hits = DenseSearcher(d["index"], out).search("protein cells", k=3)  # single-stage, on the unchanged index
     _, scores = Reranker(d["index"], out).rerank(["protein cells"], [[f"d{i}" for i in range(12)]], k=3)[0]
     np.testing.assert_allclose(scores, [h.score for h in hits], atol=1e-5)
+    dev = read_qrels(out / "dev_qrels.tsv")  # the held-out split, written for downstream tuning
+    record = json.loads((out / "training.json").read_text())
+    assert len(dev) == record["dev_queries"] == 12 - record["candidates"]["train_queries"] > 0
     log = (out / "train_log.csv").read_text().splitlines()
     assert log[0].startswith("step") and len(log) >= 4
 

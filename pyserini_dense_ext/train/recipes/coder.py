@@ -42,6 +42,9 @@ from ..listwise import LOSSES, listnet_loss, max_margin_loss
 from ..recipe import Recipe, epoch_rng
 
 
+DEV_QRELS = "dev_qrels.tsv"
+
+
 @dataclass
 class CoderArgs:
     """coder: CODER's own options"""
@@ -196,7 +199,12 @@ class CoderRecipe(Recipe):
                                    progress=False)
 
     def save(self, out_dir: Path) -> None:
+        """The model dir, plus ``dev_qrels.tsv`` when the dev queries were held out here: the queries this model
+        never trained on, for tuning anything downstream of it (a hybrid's weight, say) without leakage."""
         self.model.save(out_dir)
+        if self._dev and not self.args.dev_qrels:
+            (out_dir / DEV_QRELS).write_text("query-id\tcorpus-id\tscore\n" + "".join(
+                f"{q}\t{d}\t{g}\n" for q, judged in self._dev.items() for d, g in judged.items()), encoding="utf-8")
 
     def provenance(self) -> dict[str, Any]:
         model_dir = Path(self.args.model)
