@@ -201,3 +201,20 @@ def test_cli_bad_input_exits_2_naming_file_line_and_field(tiny_family_dirs, tiny
     err = capsys.readouterr().err
     assert f"{out / 'index'}: field 'dim' has dimension 32 but the query encoder gives 48-dim vectors" in err
     assert not output.exists() and "Traceback" not in err
+
+
+def test_multi_row_documents_need_not_be_consecutive(tmp_path):
+    """A docid file naming each document m times in any order (say, a merge of per-vector shards) still gathers
+    each document's own rows, and an uneven count is an error naming the docid file."""
+    from pyserini_dense_ext.index import IndexMeta, build_faiss_index, write_index_dir
+
+    rows = np.arange(6 * 4, dtype=np.float32).reshape(6, 4)
+    out = write_index_dir(tmp_path / "idx", build_faiss_index(rows), ["a", "b", "c", "a", "b", "c"],
+                          IndexMeta(4, 6, 3, rows_per_doc=2))
+    vectors = open_doc_vectors(out, progress=False)
+    assert vectors.by_doc is None and vectors.docids == ["a", "b", "c"]
+    assert np.array_equal(vectors.gather(np.array([2, -1])), [rows[[2, 5]], np.zeros((2, 4))])
+    (out / "docid").write_text("a\na\nb\nc\nc\nc\n")
+    (out / "dense_ext_index.json").unlink()
+    with pytest.raises(InputError, match="docid: field 'docid' names document 'b' 1 times but others 3 times"):
+        open_doc_vectors(out, progress=False)

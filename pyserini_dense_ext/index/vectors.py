@@ -87,6 +87,11 @@ class DocVectors:
     source: Path
     fingerprint: str
     _index: dict[str, int] | None = field(default=None, repr=False)
+    by_doc: np.ndarray | None = field(init=False, repr=False)  # (num_docs, m, d) view when rows are consecutive
+
+    def __post_init__(self) -> None:
+        consecutive = np.array_equal(self.rows.reshape(-1), np.arange(self.rows.size))
+        self.by_doc = self.array.reshape(self.num_docs, self.rows_per_doc, self.dim) if consecutive else None
 
     @property
     def num_docs(self) -> int:
@@ -110,17 +115,15 @@ class DocVectors:
     def gather(self, ids: np.ndarray) -> np.ndarray:
         """Float32 ``ids.shape + (m, d)`` vectors of documents ``ids`` (any int array; -1 gives zeros).
 
-        Only the rows asked for are read from the map, in sorted order (sequential reads)."""
+        One fancy-indexing read of the map: only the rows asked for are touched."""
         ids = np.asarray(ids)
-        flat = ids.reshape(-1)
-        valid = flat >= 0
-        out = np.zeros((flat.size, self.rows_per_doc, self.dim), dtype=np.float32)
-        rows = self.rows[flat[valid]].reshape(-1)
-        order = np.argsort(rows, kind="stable")
-        picked = np.empty((rows.size, self.dim), dtype=np.float32)
-        picked[order] = self.array[rows[order]]
-        out[valid] = picked.reshape(-1, self.rows_per_doc, self.dim)
-        return out.reshape(ids.shape + (self.rows_per_doc, self.dim))
+        safe = np.maximum(ids, 0)
+        out = self.by_doc[safe] if self.by_doc is not None else self.array[self.rows[safe]]
+        out = out.astype(np.float32, copy=False)
+        padding = ids < 0
+        if padding.any():
+            out[padding] = 0
+        return out
 
 
 def open_doc_vectors(index_dir: str | Path, vectors: str | Path | None = None, cache_dir: str | Path | None = None,
