@@ -39,9 +39,10 @@ METRICS = ("ndcg@10", "recall@100", "recall@1000")
 STAGES = ("first", "sweep", "train", "table", "ablation")
 MODEL_FLAGS = ["--pooling", "mean", "--l2-norm", "--query-max-length", str(MINILM["query_max_length"]),
                "--doc-segment-id", "0"]
-# The sweep's grid and the values it picked on dev (docs/coder.md shows the whole sweep).
-GRID = {"learning_rate": ("1e-5", "3e-5", "1e-4"), "tau_s": ("0.02", "0.05", "0.1")}
-CHOSEN = {"learning_rate": "3e-5", "tau_s": "0.05"}
+# The sweep, one factor at a time around the recipe's defaults, and the values it picked on dev.
+SWEEP = ({"learning_rate": "1e-5"}, {"learning_rate": "2e-5"}, {"learning_rate": "5e-5"},
+         {"learning_rate": "2e-5", "tau_s": "0.02"}, {"learning_rate": "2e-5", "tau_s": "0.1"})
+CHOSEN = {"learning_rate": "2e-5"}
 
 
 def sh(*cmd: str | Path, log: list[str]) -> None:
@@ -86,26 +87,28 @@ class Pipeline:
            "--threads", "2", "--no-plot", "--quiet", log=self.log)
 
     # ----- training -------------------------------------------------------------------------
-    def train(self, name: str, candidates: Path, **options: str) -> Path:
-        """``python -m pyserini_dense_ext.train coder`` into models/NAME; its training.json keeps the wall time."""
+    def train(self, candidates: str, **options: str) -> Path:
+        """``python -m pyserini_dense_ext.train coder`` (M_C = ``candidates``: dense or sparse) into a dir named by
+        its options; its training.json keeps the wall time and the dev scores."""
+        name = "-".join([f"coder-{candidates}", *(f"{k}={v}" for k, v in sorted(options.items()))])
         out = WORK / "models" / name
         if not (out / "training.json").is_file():
             flags = [f for k, v in options.items() for f in (f"--{k.replace('_', '-')}", v)]
             sh("-m", "pyserini_dense_ext.train", "coder", "--model", self.args.model, "--family", "repbert",
-               *MODEL_FLAGS, "--index", self.args.dense_index, "--data", self.data, "--negatives", candidates,
+               *MODEL_FLAGS, "--index", self.args.dense_index, "--data", self.data, "--negatives",
+               self.first / f"{candidates}.tune.trec",
                "--vectors-cache", WORK / "vectors", "--output", out, "--quiet", *flags, log=self.log)
         record = json.loads((out / "training.json").read_text())
         self.results.setdefault("training", {})[name] = {
             "seconds": record["train_seconds"], "steps": record["steps"], "kept_step": record["kept_step"],
             "dev_at_start": record["dev_at_start"], "dev_at_kept_step": record["dev_at_kept_step"],
-            "options": options}
+            "candidates": candidates, "options": options}
         self.save()
         return out
 
     def sweep(self) -> None:
-        for lr in GRID["learning_rate"]:
-            for tau in GRID["tau_s"]:
-                self.train(f"sweep-lr{lr}-tau{tau}", self.first / "dense.tune.trec", learning_rate=lr, tau_s=tau)
+        for options in SWEEP:
+            self.train("dense", **options)
 
     # ----- test runs ------------------------------------------------------------------------
     def search(self, model: Path, qrels: Path, out: Path) -> Path:
@@ -142,24 +145,24 @@ class Pipeline:
         return {"dev": dev, "test": test}
 
     def table(self) -> None:
-        dense_model, bm25_model = WORK / "models" / "coder-minilm", WORK / "models" / "coder-bm25"
+        dense_model, bm25_model = self.train("dense", **CHOSEN), self.train("sparse", **CHOSEN)
         dev_qrels = dense_model / "dev_qrels.tsv"
         rows = {
             "BM25": self.first / "sparse.eval.trec",
             "base dense (MiniLM)": self.first / "dense.eval.trec",
             "CODER(MiniLM, MiniLM) single-stage": self.search(dense_model, self.test_qrels,
-                                                              self.runs / "coder-minilm.test.trec"),
+                                                              self.runs / f"{dense_model.name}.test.trec"),
             "CODER(MiniLM, BM25) single-stage": self.search(bm25_model, self.test_qrels,
-                                                            self.runs / "coder-bm25.test.trec"),
+                                                            self.runs / f"{bm25_model.name}.test.trec"),
             "BM25 -> CODER(MiniLM, BM25) rerank": self.rerank(bm25_model, self.first / "sparse.eval.trec",
-                                                              self.runs / "bm25.coder-bm25.test.trec"),
+                                                              self.runs / f"bm25.{bm25_model.name}.test.trec"),
             "BM25 -> CODER(MiniLM, MiniLM) rerank": self.rerank(dense_model, self.first / "sparse.eval.trec",
-                                                                self.runs / "bm25.coder-minilm.test.trec"),
+                                                                self.runs / f"bm25.{dense_model.name}.test.trec"),
             "base -> CODER(MiniLM, MiniLM) rerank": self.rerank(dense_model, self.first / "dense.eval.trec",
-                                                                self.runs / "dense.coder-minilm.test.trec"),
+                                                                self.runs / f"dense.{dense_model.name}.test.trec"),
         }
         self.results["table"] = {name: scores(run, self.test_qrels) for name, run in rows.items()}
-        coder_dev = self.search(dense_model, dev_qrels, self.runs / "coder-minilm.dev.trec")
+        coder_dev = self.search(dense_model, dev_qrels, self.runs / f"{dense_model.name}.dev.trec")
         self.results["hybrid"] = {
             "coder": self.hybrid("coder", coder_dev, rows["CODER(MiniLM, MiniLM) single-stage"], dev_qrels),
             "base": self.hybrid("base", self.first / "dense.tune.trec", rows["base dense (MiniLM)"], dev_qrels)}
@@ -169,12 +172,12 @@ class Pipeline:
         out = self.results.setdefault("ablation", {})
         for loss in ("listnet", "max-margin"):
             for depth in ("10", "100", "1000"):
-                name = "coder-minilm" if (loss, depth) == ("listnet", "1000") else f"ablation-{loss}-n{depth}"
-                model = self.train(name, self.first / "dense.tune.trec", loss=loss, negative_depth=depth,
-                                   **CHOSEN)
-                single = self.search(model, self.test_qrels, self.runs / f"{name}.test.trec")
-                reranked = self.rerank(model, self.first / "dense.eval.trec", self.runs / f"dense.{name}.test.trec")
-                out[f"{loss} N={depth}"] = {"dev": self.results["training"][name]["dev_at_kept_step"],
+                extra = {} if (loss, depth) == ("listnet", "1000") else {"loss": loss, "negative_depth": depth}
+                model = self.train("dense", **CHOSEN, **extra)
+                single = self.search(model, self.test_qrels, self.runs / f"{model.name}.test.trec")
+                reranked = self.rerank(model, self.first / "dense.eval.trec",
+                                       self.runs / f"dense.{model.name}.test.trec")
+                out[f"{loss} N={depth}"] = {"dev": self.results["training"][model.name]["dev_at_kept_step"],
                                             "single-stage": scores(single, self.test_qrels),
                                             "rerank base": scores(reranked, self.test_qrels)}
                 self.save()
@@ -186,8 +189,8 @@ class Pipeline:
         if "sweep" in stages:
             self.sweep()
         if "train" in stages:
-            self.train("coder-minilm", self.first / "dense.tune.trec", **CHOSEN)
-            self.train("coder-bm25", self.first / "sparse.tune.trec", **CHOSEN)
+            self.train("dense", **CHOSEN)
+            self.train("sparse", **CHOSEN)
         if "table" in stages:
             self.table()
         if "ablation" in stages:

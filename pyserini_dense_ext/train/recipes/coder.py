@@ -113,7 +113,7 @@ class CoderRecipe(Recipe):
                "    --data data/scifact --negatives runs/minilm.train.trec --output models/coder-minilm")
     Args = CoderArgs
     defaults = dict(negative_depth=1000, eval_depth=1000, batch_size=32, learning_rate=2e-5, epochs=10,
-                    warmup_ratio=0.1, eval_steps=20, dev_fraction=0.2, save_steps=20)
+                    warmup_ratio=0.1, eval_steps=20, dev_fraction=0.2)
 
     model: DenseModel
     vectors: DocVectors
