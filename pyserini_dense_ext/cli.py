@@ -50,6 +50,16 @@ def add_encoder_options(parser: argparse.ArgumentParser, encoder_default: str | 
     parser.add_argument("--batch-size", type=int, default=32, metavar="N", help="texts per forward pass")
 
 
+def add_run_output_options(parser: argparse.ArgumentParser, tag: str) -> None:
+    """Where a command writes its run: ``--output`` (atomically), format, TREC tag; and ``--quiet``."""
+    from .io.runs import FORMATS
+
+    parser.add_argument("--output", required=True, help="run file to write (atomically)")
+    parser.add_argument("--output-format", choices=FORMATS, default="trec", help="run format (default trec)")
+    parser.add_argument("--run-tag", default=tag, help=f"last column of TREC lines (default {tag})")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
 def encoder_overrides(args: argparse.Namespace) -> dict[str, Any]:
     """The config flags that were given (all but ``--family``), as ``EncoderConfig`` field overrides."""
     from .encoders.config import CONFIG_FIELDS

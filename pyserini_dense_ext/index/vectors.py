@@ -27,7 +27,7 @@ from tqdm.auto import tqdm
 
 from ..io.atomic import atomic_write
 from ..io.errors import InputError
-from .faiss_dir import DOCID_FILE, INDEX_FILE, IndexMeta, read_docids
+from .faiss_dir import DOCID_FILE, INDEX_FILE, IndexMeta, index_type_of, read_docids
 
 CACHE_FILE, CACHE_META = "doc_vectors.npy", "doc_vectors.json"
 EXACT_TYPES = ("flat", "flat-fp16")
@@ -62,18 +62,6 @@ def doc_rows(row_docids: list[str], source: Path) -> tuple[list[str], np.ndarray
     m = int(counts[0]) if len(counts) else 1
     table = np.argsort(row_doc, kind="stable").reshape(len(positions), m)
     return list(positions), table
-
-
-def classify_index(index: faiss.Index) -> str:
-    """``flat`` / ``flat-fp16`` when the stored vectors are exact; otherwise the FAISS class name."""
-    index = faiss.downcast_index(index)
-    if index.metric_type != faiss.METRIC_INNER_PRODUCT:
-        return f"{type(index).__name__} (metric {index.metric_type}, not inner product)"
-    if type(index) in (faiss.IndexFlatIP, faiss.IndexFlat):
-        return "flat"
-    if isinstance(index, faiss.IndexScalarQuantizer) and index.sq.qtype == faiss.ScalarQuantizer.QT_fp16:
-        return "flat-fp16"
-    return type(index).__name__
 
 
 @dataclass
@@ -185,11 +173,15 @@ def _cached(index_dir: Path, cache: Path, num_rows: int, progress: bool) -> tupl
         if meta.get("stat") == key and meta.get("index_dir") == str(index_dir.resolve()):
             return _load_npy(npy_path, num_rows), meta["fingerprint"]
     index = _read_index(index_dir, faiss.IO_FLAG_MMAP_IFC)
-    kind = classify_index(index)
+    kind = index_type_of(index)
+    if index.metric_type != faiss.METRIC_INNER_PRODUCT:
+        raise InputError(index_dir / INDEX_FILE, "is not an inner-product index (Pyserini and this package search "
+                                                 "by inner product)", field="metric")
     if kind not in EXACT_TYPES:
-        raise InputError(index_dir / INDEX_FILE, f"is a {kind} index, whose stored vectors are not the exact document "
-                                                 f"vectors (only {' and '.join(EXACT_TYPES)} indexes are read back); "
-                                                 "pass the vectors as a .npy file (--vectors)", field="index_type")
+        raise InputError(index_dir / INDEX_FILE, f"is a {kind} index: document vectors are read back only from "
+                                                 f"{' and '.join(EXACT_TYPES)} indexes, whose stored rows are the "
+                                                 "vectors as encoded; pass the vectors as a .npy file (--vectors)",
+                         field="index_type")
     if index.ntotal != num_rows:
         raise InputError(index_dir / DOCID_FILE, f"has {num_rows} lines but the index has {index.ntotal} rows")
     dtype = np.float32 if kind == "flat" else np.float16

@@ -10,8 +10,7 @@ import argparse
 
 import pyserini_dense_ext  # noqa: F401  (Java/offline set-up before Pyserini loads)
 
-from ..cli import add_encoder_options, encoder_overrides, run_cli
-from ..io.runs import FORMATS
+from ..cli import add_encoder_options, add_run_output_options, encoder_overrides, run_cli
 
 EXAMPLE = """example (SciFact: BM25's top 1000 reranked by a CODER model trained on MiniLM's vectors):
   python -m pyserini_dense_ext.rerank --run runs/scifact.bm25.test.trec --index indexes/scifact-minilm \\
@@ -39,10 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="document vectors as .npy, rows in the index's row order (needed for PQ/HNSW indexes)")
     p.add_argument("--vectors-cache", default=None, metavar="DIR",
                    help="where the vectors read back from a flat index are kept (default: the index dir)")
-    p.add_argument("--output", required=True, help="run file to write (atomically)")
-    p.add_argument("--output-format", choices=FORMATS, default="trec", help="run format (default trec)")
-    p.add_argument("--run-tag", default="dense_ext-rerank", help="last column of TREC lines")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_run_output_options(p, "dense_ext-rerank")
     return p
 
 

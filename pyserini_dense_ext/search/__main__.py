@@ -10,8 +10,7 @@ import time
 
 import pyserini_dense_ext  # noqa: F401  (Java/offline set-up before Pyserini loads)
 
-from ..cli import add_encoder_options, encoder_overrides, run_cli
-from ..io.runs import FORMATS
+from ..cli import add_encoder_options, add_run_output_options, encoder_overrides, run_cli
 
 EXAMPLE = """example (MODEL_DIR is all-MiniLM-L6-v2, a plain Hugging Face dir, so its recipe is given as flags):
   python -m pyserini_dense_ext.search --index indexes/scifact-minilm --encoder MODEL_DIR \\
@@ -38,10 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ef-search", type=int, default=None,
                    help="HNSW search beam width (default: the one stored with the index, raised to the rows "
                         "asked for)")
-    p.add_argument("--output", required=True, help="run file to write (atomically)")
-    p.add_argument("--output-format", choices=FORMATS, default="trec", help="run format (default trec)")
-    p.add_argument("--run-tag", default="dense_ext", help="last column of TREC lines")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_run_output_options(p, "dense_ext")
     return p
 
 
