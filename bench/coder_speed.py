@@ -90,7 +90,7 @@ def main() -> None:
     encode_ms = 1e3 * (time.perf_counter() - start) / len(topics)
     results = {"queries": len(topics), "threads": args.threads, "encode_ms_per_query (torch, batch 32)": encode_ms}
 
-    reranker = Reranker(args.index, model)
+    reranker = Reranker(args.index, model, vectors_cache=OUTPUT / "coder" / "vectors")
     ids = candidates_from_run(run, reranker.vectors.doc_index, DEPTH, list(topics), args.run).ids
     index = faiss.read_index(str(Path(args.index) / "index"))
     results["scifact"] = {"docs": reranker.vectors.num_docs,
