@@ -192,3 +192,21 @@ def test_bad_input_exits_2_naming_file_line_and_field(data, tmp_path, capsys):
     assert cli(*train_args({**d, "index": tmp_path}, out), *depth) == 2  # not an index dir
     assert "is missing: not a FAISS index dir" in capsys.readouterr().err
     assert not out.exists() and not list(tmp_path.glob(".model.*"))
+
+
+def test_trained_dir_exports_to_onnx_and_plugs_into_pyserini(data, tmp_path):
+    from pyserini.search.faiss import FaissSearcher
+
+    from pyserini_dense_ext.encoders import load_query_encoder
+    from pyserini_dense_ext.onnx import export_onnx
+
+    d = data["repbert"]
+    out = tmp_path / "model"
+    assert train_main(train_args(d, out, "--max-steps", 2, "--batch-size", 4, "--negative-depth", 10,
+                                 "--eval-depth", 10, "--dev-fraction", 0)) == 0
+    export_onnx(out, "query", tmp_path / "q.onnx")
+    queries, qids = ["protein cells", "mach number"], ["a", "b"]
+    theirs = FaissSearcher(str(d["index"]), load_query_encoder(out)).batch_search(queries, qids, k=5)
+    onnx = FaissSearcher(str(d["index"]), load_query_encoder(tmp_path / "q.onnx")).batch_search(queries, qids, k=5)
+    for qid in qids:
+        np.testing.assert_allclose([h.score for h in onnx[qid]], [h.score for h in theirs[qid]], atol=1e-4)
