@@ -10,7 +10,7 @@ weight) is made on that dev split; the 300 test queries are only scored.
 Stages (``--stages``, default all, in this order):
 
 * ``first``: BM25 and base dense runs, top 1000, on train and test (``tune ... --save-runs``);
-* ``sweep``: dev nDCG@10 of CODER(MiniLM, MiniLM) over a small grid (learning rate x score temperature);
+* ``sweep``: dev nDCG@10 of CODER(MiniLM, MiniLM) over learning rates, then temperatures; the best is used below;
 * ``train``: the two CODER models of the table (M_C = base dense run, M_C = BM25 run), wall time each;
 * ``table``: single-stage search and reranking with them, scored on test; hybrids with BM25 tuned on dev;
 * ``ablation``: N = 10 / 100 / 1000 candidates, ListNet vs max-margin.
@@ -39,10 +39,12 @@ METRICS = ("ndcg@10", "recall@100", "recall@1000")
 STAGES = ("first", "sweep", "train", "table", "ablation")
 MODEL_FLAGS = ["--pooling", "mean", "--l2-norm", "--query-max-length", str(MINILM["query_max_length"]),
                "--doc-segment-id", "0"]
-# The sweep, one factor at a time around the recipe's defaults, and the values it picked on dev.
-SWEEP = ({"learning_rate": "1e-5"}, {"learning_rate": "2e-5"}, {"learning_rate": "5e-5"},
-         {"learning_rate": "2e-5", "tau_s": "0.02"}, {"learning_rate": "2e-5", "tau_s": "0.1"})
-CHOSEN = {"learning_rate": "2e-5"}
+# The sweep, coordinate-wise from the recipe's defaults (lr 2e-5, tau_s 0.05, tau_y 0.1, 10 epochs): the
+# learning rates first, then the temperatures at the best of them; the setting with the best dev nDCG@10
+# (at its kept step) is used for everything after it.
+LEARNING_RATES = ("1e-5", "2e-5", "5e-5", "1e-4")
+TEMPERATURES = ({"tau_s": "0.02"}, {"tau_s": "0.1"}, {"tau_y": "0.5"})
+DEFAULT_LR = "2e-5"
 
 
 def sh(*cmd: str | Path, log: list[str]) -> None:
@@ -106,9 +108,22 @@ class Pipeline:
         self.save()
         return out
 
-    def sweep(self) -> None:
-        for options in SWEEP:
-            self.train("dense", **options)
+    def sweep(self) -> dict[str, str]:
+        """Train the sweep's settings; return the one with the best dev nDCG@10 (at its kept step)."""
+        dev = []
+
+        def trial(**options: str) -> None:
+            model = self.train("dense", **options)
+            dev.append((self.results["training"][model.name]["dev_at_kept_step"]["ndcg@10"], options))
+
+        for lr in LEARNING_RATES:
+            trial(**({} if lr == DEFAULT_LR else {"learning_rate": lr}))
+        lr = max(dev, key=lambda v: v[0])[1]
+        for options in TEMPERATURES:
+            trial(**lr, **options)
+        self.results["chosen"] = max(dev, key=lambda v: v[0])[1]
+        self.save()
+        return self.results["chosen"]
 
     # ----- test runs ------------------------------------------------------------------------
     def search(self, model: Path, qrels: Path, out: Path) -> Path:
@@ -145,7 +160,7 @@ class Pipeline:
         return {"dev": dev, "test": test}
 
     def table(self) -> None:
-        dense_model, bm25_model = self.train("dense", **CHOSEN), self.train("sparse", **CHOSEN)
+        dense_model, bm25_model = self.train("dense", **self.chosen), self.train("sparse", **self.chosen)
         dev_qrels = dense_model / "dev_qrels.tsv"
         rows = {
             "BM25": self.first / "sparse.eval.trec",
@@ -173,7 +188,7 @@ class Pipeline:
         for loss in ("listnet", "max-margin"):
             for depth in ("10", "100", "1000"):
                 extra = {} if (loss, depth) == ("listnet", "1000") else {"loss": loss, "negative_depth": depth}
-                model = self.train("dense", **CHOSEN, **extra)
+                model = self.train("dense", **self.chosen, **extra)
                 single = self.search(model, self.test_qrels, self.runs / f"{model.name}.test.trec")
                 reranked = self.rerank(model, self.first / "dense.eval.trec",
                                        self.runs / f"dense.{model.name}.test.trec")
@@ -186,11 +201,10 @@ class Pipeline:
         WORK.mkdir(parents=True, exist_ok=True)
         if "first" in stages:
             self.first_stage()
-        if "sweep" in stages:
-            self.sweep()
+        self.chosen = self.sweep() if "sweep" in stages or "chosen" not in self.results else self.results["chosen"]
         if "train" in stages:
-            self.train("dense", **CHOSEN)
-            self.train("sparse", **CHOSEN)
+            self.train("dense", **self.chosen)
+            self.train("sparse", **self.chosen)
         if "table" in stages:
             self.table()
         if "ablation" in stages:
