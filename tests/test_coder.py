@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from pyserini_dense_ext.cli import run_cli
-from pyserini_dense_ext.encode import encode_corpus
+from pyserini_dense_ext.index.encode import encode_corpus
 from pyserini_dense_ext.encoders import load_model
 from pyserini_dense_ext.eval.metrics import evaluate
 from pyserini_dense_ext.io import read_corpus, read_qrels, write_run

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from pyserini_dense_ext.cli import run_cli
-from pyserini_dense_ext.encode import encode_corpus
+from pyserini_dense_ext.index.encode import encode_corpus
 from pyserini_dense_ext.encoders import load_model
 from pyserini_dense_ext.index.vectors import CACHE_FILE, open_doc_vectors
 from pyserini_dense_ext.io import InputError, read_corpus, read_run, write_run

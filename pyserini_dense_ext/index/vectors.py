@@ -23,10 +23,10 @@ from typing import Any
 
 import faiss
 import numpy as np
-from tqdm.auto import tqdm
 
 from ..io.atomic import atomic_write
 from ..io.errors import InputError
+from ..progress import progress_bar
 from .faiss_dir import DOCID_FILE, INDEX_FILE, IndexMeta, index_type_of, read_docids
 
 CACHE_FILE, CACHE_META = "doc_vectors.npy", "doc_vectors.json"
@@ -74,6 +74,7 @@ class DocVectors:
     docids: list[str]
     source: Path
     fingerprint: str
+    meta: IndexMeta  # the index's dense_ext_index.json, or one inferred for a Pyserini dir
     _index: dict[str, int] | None = field(default=None, repr=False)
     by_doc: np.ndarray | None = field(init=False, repr=False)  # (num_docs, m, d) view when rows are consecutive
 
@@ -134,7 +135,9 @@ def open_doc_vectors(index_dir: str | Path, vectors: str | Path | None = None, c
     else:
         cache = Path(cache_dir) if cache_dir is not None else index_dir
         array, fingerprint = _cached(index_dir, cache, len(row_docids), progress)
-    return DocVectors(array, rows, docids, index_dir, fingerprint)
+    meta = IndexMeta.load(index_dir) or IndexMeta(dim=array.shape[1], num_rows=len(array), num_docs=len(docids),
+                                                  rows_per_doc=rows.shape[1])
+    return DocVectors(array, rows, docids, index_dir, fingerprint, meta)
 
 
 def _read_index(index_dir: Path, flags: int = 0) -> faiss.Index:
@@ -189,7 +192,7 @@ def _cached(index_dir: Path, cache: Path, num_rows: int, progress: bool) -> tupl
     tmp = cache / f".{CACHE_FILE}.{os.getpid()}.tmp"
     try:
         out = np.lib.format.open_memmap(tmp, mode="w+", dtype=dtype, shape=(index.ntotal, index.d))
-        with tqdm(total=index.ntotal, desc="reading document vectors", unit="row", disable=not progress) as bar:
+        with progress_bar(index.ntotal, "reading document vectors", "row", enabled=progress) as bar:
             for start in range(0, index.ntotal, CHUNK_ROWS):
                 n = min(CHUNK_ROWS, index.ntotal - start)
                 out[start:start + n] = index.reconstruct_n(start, n)  # fp16 values are exact in float16

@@ -14,14 +14,14 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 import torch
-from pyserini.search.faiss import DenseSearchResult
-from tqdm.auto import tqdm
-
-from ..encoders import DenseModel, DenseQueryEncoder, load_query_encoder
+from ..encoders import DenseQueryEncoder, Encoder
 from ..index import INDEX_FILE
 from ..index.vectors import DocVectors, open_doc_vectors
 from ..io.errors import InputError
 from ..io.runs import Run
+from ..progress import progress_bar
+from ..pyserini_compat import DenseSearchResult
+from ..search.dense import adapt_query_encoder, load_index_query_encoder
 from .candidates import UnknownDocid, candidates_from_run, docids_to_ids
 from .scoring import candidate_scores, sort_by_score
 
@@ -37,27 +37,28 @@ def _docids(hits: Any) -> list[str]:
 
 
 class Reranker:
-    """Re-score candidates with ``query_encoder`` (a model dir, an ONNX export, a :class:`DenseModel` or a
-    Pyserini-style encoder with ``encode_batch``) against an index's document vectors (``index``: its dir,
-    or :class:`DocVectors` already open)."""
+    """Re-score candidates with ``query_encoder`` against an index's document vectors (``index``: its dir, or
+    :class:`DocVectors` already open).
+
+    The encoder is a model dir or ONNX export (configured, as for search, by ``family`` and the overrides,
+    then its own files, then the encoder config the index recorded), an :class:`Encoder` (a torch
+    ``DenseModel``, an ONNX model) or any Pyserini ``QueryEncoder``.
+    """
 
     def __init__(self, index: str | Path | DocVectors, query_encoder: Any, vectors: str | Path | None = None,
                  vectors_cache: str | Path | None = None, family: str | None = None, device: str = "cpu",
                  batch_size: int = 64, progress: bool = False, **encoder_overrides: Any):
         self.vectors: DocVectors = (index if isinstance(index, DocVectors)
                                     else open_doc_vectors(index, vectors, vectors_cache, progress))
+        meta, source = self.vectors.meta, self.vectors.source
         if isinstance(query_encoder, (str, Path)):
-            query_encoder = load_query_encoder(query_encoder, family=family, device=device, batch_size=batch_size,
-                                               **encoder_overrides)
-        elif isinstance(query_encoder, DenseModel):
+            query_encoder = load_index_query_encoder(meta, source, query_encoder, family, device, batch_size,
+                                                     encoder_overrides)
+        elif isinstance(query_encoder, Encoder):
             query_encoder = DenseQueryEncoder(model=query_encoder, batch_size=batch_size)
         self.query_encoder = query_encoder
+        self._encoding = adapt_query_encoder(meta, source, self.vectors.dim, query_encoder)
         self.timings: dict[str, float] = {}
-        dim = getattr(query_encoder, "dim", None)
-        if dim is not None and dim != self.vectors.dim:
-            raise InputError(self.vectors.source / INDEX_FILE, f"has dimension {self.vectors.dim} but the query encoder "
-                                                           f"gives {dim}-dim vectors (an index built by another model?)",
-                             field="dim")
 
     def _tick(self, name: str, start: float) -> float:
         now = time.perf_counter()
@@ -68,7 +69,7 @@ class Reranker:
     def encode(self, queries: Sequence[str]) -> np.ndarray:
         """Float32 ``(n, d)`` query vectors."""
         start = time.perf_counter()
-        vectors = np.ascontiguousarray(self.query_encoder.encode_batch(list(queries)), dtype=np.float32)
+        vectors = np.ascontiguousarray(self._encoding.encode(list(queries)), dtype=np.float32)
         self._tick("encode", start)
         if vectors.ndim != 2 or vectors.shape[1] != self.vectors.dim:
             raise InputError(self.vectors.source / INDEX_FILE, f"has dimension {self.vectors.dim} but the query "
@@ -148,7 +149,7 @@ class Reranker:
         qids = [q for q in topics if run.get(q)]
         candidates = candidates_from_run(run, self.vectors.doc_index, depth, qids, source)
         out: Run = {}
-        with tqdm(total=len(qids), desc="reranking", unit="query", disable=not progress) as bar:
+        with progress_bar(len(qids), "reranking", "query", enabled=progress) as bar:
             for lo in range(0, len(qids), chunk_queries):
                 chunk = qids[lo:lo + chunk_queries]
                 ids, scores = self.rerank_ids(self.encode([topics[q] for q in chunk]),

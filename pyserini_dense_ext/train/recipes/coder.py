@@ -13,7 +13,8 @@ re-encoded: document vectors come memory-mapped from the index (flat or flat-fp1
 searches the same index (single-stage) or reranks any run (``python -m pyserini_dense_ext.rerank``).
 
 Dev: the dev queries' top ``--eval-depth`` candidates of ``--eval-candidates`` (default: M_C), no
-positives added, reranked by the model as it is: what the paper validates on.
+positives added, reranked by the model as it is: what the paper validates on (``--dev-ranking search``
+ranks the whole index instead).
 
 Defaults: batch 32 queries (the paper's), AdamW with warm-up and linear decay; learning rate, epochs and
 the temperatures were chosen on a dev split of SciFact's training queries (docs/coder.md). tau_s matters
@@ -28,21 +29,24 @@ from typing import Any
 import numpy as np
 import torch
 
-from ...encoders import FAMILIES, load_model
-from ...encoders.base import DenseModel, collate
-from ...index import DOCID_FILE, INDEX_FILE
+from ...encoders import FAMILIES, DenseModel, DenseQueryEncoder, backend_for, load_model
+from ...index import DOCID_FILE
 from ...index.vectors import DocVectors, open_doc_vectors
-from ...io import InputError, read_qrels, read_run, read_topics
+from ...io import InputError, read_run
 from ...io.qrels import Qrels
 from ...io.runs import Run
 from ...rerank import Reranker, candidate_scores, docids_to_ids
-from ..args import arg
-from ..data import check_disjoint, positives, resolve_files, sha256_file, split_dev
+from ...search.dense import adapt_query_encoder
+from ...search.index_config import query_encoder_settings
+from ..args import ENCODER_FIELDS, arg
+from ..data import judged_queries, positives, sha256_file
+from ..evaluation import rank_with_index
 from ..listwise import LOSSES, listnet_loss, max_margin_loss
 from ..recipe import Recipe, epoch_rng
 
 
 DEV_QRELS = "dev_qrels.tsv"
+DEV_RANKINGS = ("rerank", "search")
 
 
 @dataclass
@@ -60,6 +64,9 @@ class CoderArgs:
                                     "HNSW indexes, whose stored vectors are approximate", metavar="NPY")
     vectors_cache: str | None = arg(None, "where vectors read back from a flat index are kept (default: the index "
                                           "dir)", metavar="DIR")
+    dev_ranking: str = arg("rerank", "how dev queries are ranked: rerank (the top --eval-depth of "
+                                     "--eval-candidates, as the paper validates) or search (the whole index, as the "
+                                     "model will be used single-stage)")
 
     def validate(self) -> None:
         if self.index is None:
@@ -68,6 +75,8 @@ class CoderArgs:
             raise ValueError(f"--family: choose from {sorted(FAMILIES)}, got {self.family!r}")
         if self.loss not in LOSSES:
             raise ValueError(f"--loss: choose from {LOSSES}, got {self.loss!r}")
+        if self.dev_ranking not in DEV_RANKINGS:
+            raise ValueError(f"--dev-ranking: choose from {DEV_RANKINGS}, got {self.dev_ranking!r}")
         for name in ("tau_y", "tau_s", "margin"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"--{name.replace('_', '-')}: must be positive, got {getattr(self, name)!r}")
@@ -123,41 +132,28 @@ class CoderRecipe(Recipe):
         if not args.negatives:
             raise ValueError("--negatives: is required: the first-stage run M_C whose top --negative-depth hits per "
                              "query are CODER's candidates")
-        if Path(args.model).suffix == ".onnx":
-            raise InputError(args.model, "is an ONNX export: CODER trains a torch model dir (export it afterwards)")
-        overrides = {k: getattr(args, k) for k in ("pooling", "l2_norm", "query_max_length", "doc_max_length",
-                                                   "query_segment_id", "doc_segment_id")}
-        self.model = load_model(args.model, family=options.family, device=str(self.device), **overrides)
+        if backend_for(args.model).name != "torch":
+            raise InputError(args.model, "is not a torch model dir (an ONNX export?): CODER trains the torch model "
+                                         "and exports it afterwards")
         self.vectors = open_doc_vectors(options.index, options.vectors, options.vectors_cache, not args.quiet)
         index_dir = Path(options.index)
-        if self.model.dim != self.vectors.dim:
-            raise InputError(index_dir / INDEX_FILE, f"has dimension {self.vectors.dim} but {args.model} gives "
-                                                     f"{self.model.dim}-dim vectors: the index must come from the "
-                                                     "base model's document side", field="dim")
+        # As in search: flags, then the model dir's own dense_ext.json, then the encoder config the index recorded.
+        family, settings = query_encoder_settings(self.vectors.meta, index_dir, args.model, options.family,
+                                                  {name: getattr(args, name) for name in ENCODER_FIELDS
+                                                   if getattr(args, name) is not None})
+        self.model = load_model(args.model, family=family, device=str(self.device), **settings)
+        adapt_query_encoder(self.vectors.meta, index_dir, self.vectors.dim, DenseQueryEncoder(model=self.model))
         for flag in ("negative_depth", "eval_depth"):
             if getattr(args, flag) > self.vectors.num_docs:
                 raise InputError(index_dir / DOCID_FILE, f"--{flag.replace('_', '-')} {getattr(args, flag)} exceeds "
                                                          f"the {self.vectors.num_docs} documents of the index",
                                  field=flag)
-        self.files = {role: str(p) for role, p in resolve_files(args).items() if role != "corpus"}
         doc_index = self.vectors.doc_index
         in_index = f"the dense index ({index_dir / DOCID_FILE})"
-        self.queries = read_topics(self.files["queries"])
-        qrels = read_qrels(self.files["qrels"], docids=doc_index, qids=self.queries, docid_source=in_index,
-                           qid_source=self.files["queries"])
-        if args.dev_qrels:
-            self._dev = read_qrels(args.dev_qrels, docids=doc_index, qids=self.queries, docid_source=in_index,
-                                   qid_source=self.files["queries"])
-            check_disjoint(Path(args.dev_qrels), qrels)
-            train = qrels
-            self.files["dev_qrels"] = args.dev_qrels
-        else:
-            train, self._dev = split_dev(qrels, args.dev_fraction, args.split_seed)
+        self.queries, train, self._dev, self.files = judged_queries(args, doc_index, in_index)
         runs = {path: read_run(path, docids=doc_index, docid_source=in_index)
                 for path in dict.fromkeys(filter(None, (args.negatives, args.eval_candidates)))}
         self.lists = Lists.build(runs[args.negatives], train, doc_index, args.negative_depth, args.negatives)
-        if not self.lists.qids:
-            raise InputError(self.files["qrels"], "holds no training query with a grade >= 1", field="score")
         self.files["candidates"] = args.negatives
         eval_source = args.eval_candidates or args.negatives
         self.dev_candidates = runs[eval_source]
@@ -177,9 +173,7 @@ class CoderRecipe(Recipe):
 
     def loss(self, rows: np.ndarray) -> torch.Tensor:
         lists, options, device = self.lists, self.options, self.model.device
-        features = self.model.features([self.queries[lists.qids[r]] for r in rows], "query")
-        batch = collate(features, range(len(rows)), self.model.tokenizer.pad_token_id)
-        queries = self.model(**{k: torch.from_numpy(v).to(device) for k, v in batch.items()}, side="query")
+        queries = self.model.embed([self.queries[lists.qids[r]] for r in rows], "query")
         ids = lists.ids[rows]
         docs = torch.from_numpy(self.vectors.gather(ids)).to(device)
         valid = torch.from_numpy(ids >= 0).to(device)
@@ -194,9 +188,11 @@ class CoderRecipe(Recipe):
         return self._dev
 
     def dev_run(self) -> Run:
+        queries = {q: self.queries[q] for q in self._dev}
+        if self.options.dev_ranking == "search":
+            return rank_with_index(self.model, queries, self.options.index, self.args.eval_batch_size)
         reranker = Reranker(self.vectors, self.model, batch_size=self.args.eval_batch_size)
-        return reranker.rerank_run({q: self.queries[q] for q in self._dev}, self.dev_candidates, self.args.eval_depth,
-                                   progress=False)
+        return reranker.rerank_run(queries, self.dev_candidates, self.args.eval_depth, progress=False)
 
     def save(self, out_dir: Path) -> None:
         """The model dir, plus ``dev_qrels.tsv`` when the dev queries were held out here: the queries this model
