@@ -31,20 +31,20 @@ def listnet_loss(scores: torch.Tensor, grades: torch.Tensor, valid: torch.Tensor
 
 def max_margin_loss(scores: torch.Tensor, grades: torch.Tensor, valid: torch.Tensor, margin: float = 1.0,
                     tau_s: float = 1.0) -> torch.Tensor:
-    """Pair-wise hinge: sum over pairs with grade_i > grade_j of max(0, margin - (s_i - s_j)) / tau_s-scaled,
+    """Pair-wise hinge: the sum over pairs with grade_i > grade_j of max(0, margin - (s_i - s_j) / tau_s),
     divided by the query's number of candidates, averaged over queries.
 
     With binary labels this is ``torch.nn.MultiLabelMarginLoss`` (the paper's max-margin ablation);
     only candidates with a positive grade can be the better side, so pairs cost (B, P, C), P the
     most positives of any query, not (B, C, C).
     """
-    scaled = scores / tau_s
+    scaled = (scores / tau_s).masked_fill(~valid, 0.0)  # padding scores -inf: kept out of the arithmetic
     positive = (grades > 0) & valid
     p = max(int(positive.sum(1).max()), 1)
     pos_grades, pos_at = torch.where(positive, grades, torch.full_like(grades, float("-inf"))).topk(p, dim=1)
     pos_ok = torch.isfinite(pos_grades)
     pos_scores = scaled.gather(1, pos_at)
     worse = valid[:, None, :] & pos_ok[:, :, None] & (grades[:, None, :] < pos_grades[:, :, None])
-    hinge = torch.relu(margin - (pos_scores[:, :, None] - scaled.masked_fill(~valid, 0)[:, None, :]))
+    hinge = torch.relu(margin - (pos_scores[:, :, None] - scaled[:, None, :]))
     per_query = (hinge * worse).sum((1, 2)) / valid.sum(1).clamp_min(1)
     return per_query.mean()
