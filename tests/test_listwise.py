@@ -73,8 +73,9 @@ def test_max_margin_graded_pairs_and_padding_by_hand():
 def test_both_losses_stay_finite_with_minus_inf_padding_and_queries_of_unequal_positives():
     """Scores as candidate_scores gives them (-inf at padding), a query with 2 positives beside ones with 1:
     the max-margin loss once computed inf * 0 there and trained into NaN."""
-    scores = torch.tensor([[0.3, 0.1, -0.2, float("-inf")], [0.2, 0.4, 0.1, 0.0]], requires_grad=True)
-    grades = torch.tensor([[1.0, 0.0, 0.0, 0.0], [1.0, 1.0, 0.0, 0.0]])
+    inf = float("-inf")
+    scores = torch.tensor([[0.3, 0.1, inf, inf], [0.3, inf, inf, inf], [0.2, 0.4, 0.1, 0.0]], requires_grad=True)
+    grades = torch.tensor([[1.0, 0.0, 0.0, 0.0], [1.0, 0.0, 0.0, 0.0], [1.0, 1.0, 0.0, 0.0]])
     valid = torch.isfinite(scores.detach())
     for loss in (max_margin_loss(scores, grades, valid, tau_s=0.05), listnet_loss(scores, grades, valid, 0.1, 0.05)):
         loss.backward()
