@@ -146,7 +146,7 @@ class Pipeline:
         if not eval_csv.is_file():
             sh("-m", "pyserini_dense_ext.tune", "tune", "--runs", self.first / "sparse.tune.trec", dense_dev,
                "--qrels", dev_qrels, "--eval-runs", self.first / "sparse.eval.trec", dense_test, "--eval-qrels",
-               self.test_qrels, "--csv", csv_path, "--no-plot", "--quiet", log=self.log)
+               self.test_qrels, "--metrics", *METRICS, "--csv", csv_path, "--no-plot", "--quiet", log=self.log)
         dev = {}
         with open(csv_path) as f:
             for row in csv.DictReader(f):
@@ -154,7 +154,7 @@ class Pipeline:
                 if key not in dev or float(row["ndcg@10"]) > dev[key]["ndcg@10"]:
                     dev[key] = {"value": row["value"], "ndcg@10": float(row["ndcg@10"])}
         with open(eval_csv) as f:
-            test = {row["method"]: {"value": row["value"], **{m: float(row[m]) for m in ("ndcg@10", "recall@100")}}
+            test = {row["method"]: {"value": row["value"], **{m: float(row[m]) for m in METRICS}}
                     for row in csv.DictReader(f)}
         return {"dev": dev, "test": test}
 
