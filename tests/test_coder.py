@@ -210,3 +210,17 @@ def test_trained_dir_exports_to_onnx_and_plugs_into_pyserini(data, tmp_path):
     onnx = FaissSearcher(str(d["index"]), load_query_encoder(tmp_path / "q.onnx")).batch_search(queries, qids, k=5)
     for qid in qids:
         np.testing.assert_allclose([h.score for h in onnx[qid]], [h.score for h in theirs[qid]], atol=1e-4)
+
+
+def test_dev_ranking_search_scores_the_whole_index(data, tmp_path):
+    """``--dev-ranking search``: the dev score at the start is the base model's full-index search of the dev queries."""
+    d = data["repbert"]
+    out = tmp_path / "model"
+    assert train_main(train_args(d, out, "--max-steps", 1, "--batch-size", 4, "--negative-depth", 3,
+                                 "--eval-depth", 3, "--dev-ranking", "search", "--dev-fraction", 0.5)) == 0
+    dev = read_qrels(out / "dev_qrels.tsv")
+    topics = {f"q{i}": f"{t.split()[0]} {t.split()[-1]}" for i, t in enumerate(TEXTS) if f"q{i}" in dev}
+    run = DenseSearcher(d["index"], d["model"]).search_run(topics, k=12, progress=False)
+    expected = evaluate(run, dev, ["ndcg@10", "recall@100"], complete=True)
+    start = json.loads((out / "training.json").read_text())["dev_at_start"]
+    assert start == pytest.approx(expected, abs=1e-6)  # the rerank mode would see only the run's first 3 hits
