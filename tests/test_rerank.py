@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 
 import faiss
 import numpy as np
@@ -11,6 +12,7 @@ from pyserini_dense_ext.cli import run_cli
 from pyserini_dense_ext.index.encode import encode_corpus
 from pyserini_dense_ext.encoders import load_model
 from pyserini_dense_ext.index.vectors import CACHE_FILE, open_doc_vectors
+from pyserini_dense_ext.io.fingerprint import _file_digest
 from pyserini_dense_ext.io import InputError, read_corpus, read_run, write_run
 from pyserini_dense_ext.rerank import Reranker
 from pyserini_dense_ext.rerank.__main__ import main as rerank_main
@@ -62,13 +64,26 @@ def test_cache_is_reused_then_rebuilt_when_the_index_changes(tiny_family_dirs, t
     stamp = (out / CACHE_FILE).stat().st_mtime_ns
     again = open_doc_vectors(out, progress=False)
     assert (out / CACHE_FILE).stat().st_mtime_ns == stamp and again.fingerprint == first.fingerprint
+    # the same index reached through another path (a copy) reuses a shared cache: the key is the content
+    copy = tmp_path / "copy"
+    shutil.copytree(out, copy)
+    shared = tmp_path / "cache"
+    open_doc_vectors(out, cache_dir=shared, progress=False)
+    shared_stamp = (shared / CACHE_FILE).stat().st_mtime_ns
+    assert open_doc_vectors(copy, cache_dir=shared, progress=False).fingerprint == first.fingerprint
+    assert (shared / CACHE_FILE).stat().st_mtime_ns == shared_stamp
+    # rewritten in place with the same size and timestamps: only the content tells, and the cache is rebuilt
+    index_stat = (out / "index").stat()
     index = faiss.read_index(str(out / "index"))
     index.reset()
     index.add(np.ones((12, index.d), dtype=np.float32))
     faiss.write_index(index, str(out / "index"))
-    os.utime(out / "index", ns=(stamp + 10**9, stamp + 10**9))
+    assert (out / "index").stat().st_size == index_stat.st_size
+    os.utime(out / "index", ns=(index_stat.st_atime_ns, index_stat.st_mtime_ns))
+    _file_digest.cache_clear()  # as in a new process (file_digest remembers digests per path, size and mtime)
     changed = open_doc_vectors(out, progress=False)
     assert changed.fingerprint != first.fingerprint and np.all(changed.gather(np.arange(12)) == 1)
+    assert np.all(open_doc_vectors(out, cache_dir=shared, progress=False).gather(np.arange(12)) == 1)
 
 
 @pytest.mark.parametrize("index_type", ["hnsw", "pq"])

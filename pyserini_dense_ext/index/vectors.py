@@ -15,21 +15,20 @@ Documents are in the order of their first row in the ``docid`` file, as in
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import faiss
 import numpy as np
 
 from ..io.atomic import atomic_write
 from ..io.errors import InputError
+from ..io.fingerprint import file_digest, key_path, read_key, write_key
 from ..progress import progress_bar
 from .faiss_dir import DOCID_FILE, INDEX_FILE, IndexMeta, index_type_of, read_docids
 
-CACHE_FILE, CACHE_META = "doc_vectors.npy", "doc_vectors.json"
+CACHE_FILE = "doc_vectors.npy"
 EXACT_TYPES = ("flat", "flat-fp16")
 CHUNK_ROWS = 65536
 
@@ -38,15 +37,8 @@ def index_fingerprint(index_dir: str | Path) -> str:
     """sha256 over the ``index`` and ``docid`` files: names the exact document vectors a model was trained on."""
     digest = hashlib.sha256()
     for name in (INDEX_FILE, DOCID_FILE):
-        with open(Path(index_dir) / name, "rb") as f:
-            digest.update(hashlib.file_digest(f, "sha256").digest())
+        digest.update(bytes.fromhex(file_digest(Path(index_dir) / name)))
     return digest.hexdigest()
-
-
-def _stat_key(index_dir: Path) -> list[int]:
-    """Size and mtime of both files: a rebuilt index (written by rename) changes them, so the cache is redone."""
-    stats = [(index_dir / name).stat() for name in (INDEX_FILE, DOCID_FILE)]
-    return [v for s in stats for v in (s.st_size, s.st_mtime_ns)]
 
 
 def doc_rows(row_docids: list[str], source: Path) -> tuple[list[str], np.ndarray]:
@@ -166,15 +158,12 @@ def _load_npy(path: Path, num_rows: int) -> np.ndarray:
 
 
 def _cached(index_dir: Path, cache: Path, num_rows: int, progress: bool) -> tuple[np.ndarray, str]:
-    meta_path, npy_path = cache / CACHE_META, cache / CACHE_FILE
-    key = _stat_key(index_dir)
-    if meta_path.is_file() and npy_path.is_file():
-        try:
-            meta: dict[str, Any] = json.loads(meta_path.read_text(encoding="utf-8"))
-        except (json.JSONDecodeError, UnicodeDecodeError):
-            meta = {}
-        if meta.get("stat") == key and meta.get("index_dir") == str(index_dir.resolve()):
-            return _load_npy(npy_path, num_rows), meta["fingerprint"]
+    """The cache's vectors when its key (``doc_vectors.npy.key.json``) names this index's content, else rebuilt:
+    keyed on content, not on a path or a timestamp, so an index rewritten in place is never read stale."""
+    npy_path, fingerprint = cache / CACHE_FILE, index_fingerprint(index_dir)
+    key = read_key(npy_path)
+    if key is not None and key.get("index_sha256") == fingerprint:
+        return _load_npy(npy_path, num_rows), fingerprint
     index = _read_index(index_dir, faiss.IO_FLAG_MMAP_IFC)
     kind = index_type_of(index)
     if index.metric_type != faiss.METRIC_INNER_PRODUCT:
@@ -201,11 +190,9 @@ def _cached(index_dir: Path, cache: Path, num_rows: int, progress: bool) -> tupl
         del out
         with open(tmp, "rb") as f:
             os.fsync(f.fileno())
+        key_path(npy_path).unlink(missing_ok=True)  # a key never outlives the vectors it names
         os.replace(tmp, npy_path)
     finally:
         tmp.unlink(missing_ok=True)
-    fingerprint = index_fingerprint(index_dir)
-    with atomic_write(meta_path) as f:
-        json.dump({"index_dir": str(index_dir.resolve()), "stat": key, "fingerprint": fingerprint, "index_type": kind},
-                  f, indent=2)
+    write_key(npy_path, {"index_sha256": fingerprint, "index_type": kind})
     return _load_npy(npy_path, num_rows), fingerprint
