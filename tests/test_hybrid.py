@@ -409,11 +409,14 @@ def test_cli_rerank_group_reranks_the_fused_list(indexes, tmp_path):
     mebert = indexes["dense"]["mebert", "flat"]
     assert main(cli_groups(indexes, tmp_path, "fusion", "--method", "rrf", "--hits", "30", "run", "--topics",
                            str(topics), "--output", str(out), "--hits", "10", "--quiet", "rerank", "--encoder",
-                           str(indexes["models"]["mebert"]), "--index", str(mebert))) == 0
+                           str(indexes["models"]["mebert"]), "--index", str(mebert), "--vectors-cache",
+                           str(tmp_path / "vectors"))) == 0
+    assert (tmp_path / "vectors" / "doc_vectors.npy").is_file()
     qids = [f"q{i}" for i in range(len(QUERIES))]
     fused = HybridSearcher(dense_searcher(indexes), lucene_searcher(indexes["lucene"])).batch_search(
         QUERIES, qids, k0=30, k=10, fusion="rrf")
-    expected = Reranker(mebert, indexes["models"]["mebert"]).batch_search(QUERIES, qids, fused)
+    expected = Reranker(mebert, indexes["models"]["mebert"], vectors_cache=tmp_path / "vectors").batch_search(
+        QUERIES, qids, fused)
     run = read_run(out)
     for qid, hits in expected.items():
         assert sorted(d for d, _ in run[qid]) == sorted(h.docid for h in fused[qid])

@@ -14,8 +14,8 @@ from ..cli import add_encoder_options, add_run_output_options, encoder_overrides
 
 EXAMPLE = """example (SciFact: BM25's top 1000 reranked by a CODER model trained on MiniLM's vectors):
   python -m pyserini_dense_ext.rerank --run runs/scifact.bm25.test.trec --index indexes/scifact-minilm \\
-    --encoder models/coder-minilm --topics data/scifact/queries.jsonl \\
-    --qids-from data/scifact/qrels/test.tsv --output runs/scifact.bm25.coder.trec
+    --encoder models/coder-minilm --topics ../shared/data/scifact/queries.jsonl \\
+    --qids-from ../shared/data/scifact/qrels/test.tsv --output runs/scifact.bm25.coder.trec
 """
 
 

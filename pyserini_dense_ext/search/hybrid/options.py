@@ -69,6 +69,8 @@ def rerank_group() -> argparse.ArgumentParser:
                                                       "(default: the dense group's)")
     rerank.add_argument("--depth", type=int, default=None, help="fused candidates reranked per query (default: all)")
     rerank.add_argument("--vectors", default=None, metavar="NPY", help="document vectors .npy (PQ/HNSW indexes)")
+    rerank.add_argument("--vectors-cache", default=None, metavar="DIR",
+                        help="where the vectors read back from a flat index are kept (default: the index dir)")
     return rerank
 
 
@@ -79,7 +81,8 @@ def reranker_from_group(rerank: argparse.Namespace, dense: argparse.Namespace, p
         return None
     if rerank.depth is not None and rerank.depth < 1:
         raise ValueError("rerank --depth must be positive")
-    return Reranker(rerank.index or dense.index, rerank.encoder, vectors=rerank.vectors, family=rerank.family,
+    return Reranker(rerank.index or dense.index, rerank.encoder, vectors=rerank.vectors,
+                    vectors_cache=rerank.vectors_cache, family=rerank.family,
                     device=rerank.device, batch_size=rerank.batch_size, progress=progress, **encoder_overrides(rerank))
 
 
