@@ -13,7 +13,8 @@ Stages (``--stages``, default all, in this order):
 * ``sweep``: dev nDCG@10 of CODER(MiniLM, MiniLM) over learning rates, then temperatures; the best is used below;
 * ``train``: the two CODER models of the table (M_C = base dense run, M_C = BM25 run), wall time each;
 * ``table``: single-stage search and reranking with them, scored on test; hybrids with BM25 tuned on dev;
-* ``ablation``: N = 10 / 100 / 1000 candidates, ListNet vs max-margin.
+* ``ablation``: N = 10 / 100 / 1000 candidates, ListNet vs max-margin;
+* ``report``: the tables of docs/coder.md, from ``results.json``, into ``bench/output/coder/tables.md``.
 
     .venv/bin/python bench/coder_scifact.py [--dense-index DIR] [--bm25-index DIR] [--stages first sweep ...]
 """
@@ -36,7 +37,7 @@ from common import MINILM, OUTPUT, default_data, default_model  # noqa: E402
 
 WORK = OUTPUT / "coder"
 METRICS = ("ndcg@10", "recall@100", "recall@1000")
-STAGES = ("first", "sweep", "train", "table", "ablation")
+STAGES = ("first", "sweep", "train", "table", "ablation", "report")
 MODEL_FLAGS = ["--pooling", "mean", "--l2-norm", "--query-max-length", str(MINILM["query_max_length"]),
                "--doc-segment-id", "0"]
 # The sweep, coordinate-wise (batch 32, 10 epochs, tau_s 0.05, tau_y 0.1 unless varied): the learning rates
@@ -54,11 +55,11 @@ def sh(*cmd: str | Path, log: list[str]) -> None:
     subprocess.run([sys.executable, *map(str, cmd)], check=True, cwd=ROOT)
 
 
-def scores(run: Path, qrels: Path) -> dict[str, float]:
+def scores(run: Path, qrels: Path | dict) -> dict[str, float]:
     from pyserini_dense_ext.eval.metrics import evaluate
     from pyserini_dense_ext.io import read_qrels, read_run
 
-    return evaluate(read_run(run), read_qrels(qrels), METRICS)
+    return evaluate(read_run(run), qrels if isinstance(qrels, dict) else read_qrels(qrels), METRICS)
 
 
 class Pipeline:
@@ -158,9 +159,9 @@ class Pipeline:
                     for row in csv.DictReader(f)}
         return {"dev": dev, "test": test}
 
-    def table(self) -> None:
+    def table_runs(self) -> tuple[dict[str, Path], Path]:
+        """The table's test runs (made when missing) by row name, and the CODER(MiniLM, MiniLM) model dir."""
         dense_model, bm25_model = self.train("dense", **self.chosen), self.train("sparse", **self.chosen)
-        dev_qrels = dense_model / "dev_qrels.tsv"
         rows = {
             "BM25": self.first / "sparse.eval.trec",
             "base dense (MiniLM)": self.first / "dense.eval.trec",
@@ -175,6 +176,11 @@ class Pipeline:
             "base -> CODER(MiniLM, MiniLM) rerank": self.rerank(dense_model, self.first / "dense.eval.trec",
                                                                 self.runs / f"dense.{dense_model.name}.test.trec"),
         }
+        return rows, dense_model
+
+    def table(self) -> None:
+        rows, dense_model = self.table_runs()
+        dev_qrels = dense_model / "dev_qrels.tsv"
         self.results["table"] = {name: scores(run, self.test_qrels) for name, run in rows.items()}
         coder_dev = self.search(dense_model, dev_qrels, self.runs / f"{dense_model.name}.dev.trec")
         self.results["hybrid"] = {
@@ -196,6 +202,57 @@ class Pipeline:
                                             "rerank base": scores(reranked, self.test_qrels)}
                 self.save()
 
+    def unseen_test_qrels(self) -> dict:
+        """The test qrels of the queries whose relevant documents are none of them relevant to a training query:
+        SciFact's train and test claims cite many of the same abstracts, so a query encoder trained on the train
+        queries can gain on test by learning which documents tend to be relevant; these queries cannot."""
+        from pyserini_dense_ext.io import read_qrels
+
+        train = {d for judged in read_qrels(self.data / "qrels" / "train.tsv").values()
+                 for d, grade in judged.items() if grade > 0}
+        return {q: judged for q, judged in read_qrels(self.test_qrels).items()
+                if not any(grade > 0 and d in train for d, grade in judged.items())}
+
+    # ----- markdown -------------------------------------------------------------------------
+    def report(self) -> Path:
+        """``tables.md``: the results table, the hybrids, the sweep, training times and the ablation."""
+        r, lines = self.results, []
+
+        def row(*cells: object) -> None:
+            lines.append("| " + " | ".join(f"{c:.4f}" if isinstance(c, float) else str(c) for c in cells) + " |")
+
+        unseen = self.unseen_test_qrels()
+        if "table" in r:
+            r["table_unseen"] = {name: scores(run, unseen) for name, run in self.table_runs()[0].items()}
+            self.save()
+        lines += ["SciFact test (300 queries; last column: nDCG@10 on the "
+                  f"{len(unseen)} test queries none of whose relevant documents is relevant to a train query):",
+                  "", "| run | nDCG@10 | R@100 | R@1000 | nDCG@10, unseen documents |", "|---|---|---|---|---|"]
+        for name, m in r.get("table", {}).items():
+            row(name, *(m[k] for k in METRICS), r["table_unseen"][name]["ndcg@10"])
+        for name, hybrid in r.get("hybrid", {}).items():
+            label = "CODER(MiniLM, MiniLM)" if name == "coder" else "base MiniLM"
+            best = max(hybrid["dev"], key=lambda k: hybrid["dev"][k]["ndcg@10"])
+            for method, how in (("linear", "default fusion: linear"), (best, f"best on dev: {best}")):
+                m = hybrid["test"][method]
+                row(f"BM25 + {label} hybrid ({how}, {m['value'] or '-'})", *(m[k] for k in METRICS))
+        lines += ["", "Dev sweep (dev nDCG@10 at the kept step; dev = 20% of the train queries):", "",
+                  "| model | options | dev nDCG@10 at start | kept step / steps | dev nDCG@10 | training s |",
+                  "|---|---|---|---|---|---|"]
+        for name, t in r.get("training", {}).items():
+            options = ", ".join(f"{k}={v}" for k, v in t["options"].items()) or "defaults"
+            row(f"M_C = {'BM25' if t['candidates'] == 'sparse' else 'base dense'}", options,
+                t["dev_at_start"]["ndcg@10"], f"{t['kept_step']} / {t['steps']}", t["dev_at_kept_step"]["ndcg@10"],
+                f"{t['seconds']:.0f}")
+        lines += ["", f"chosen: {r.get('chosen')}", "", "Ablation (M_C = base dense run; test nDCG@10):", "",
+                  "| loss, N | dev nDCG@10 | single-stage | reranking the base run |", "|---|---|---|---|"]
+        for name, a in r.get("ablation", {}).items():
+            row(name, a["dev"]["ndcg@10"], a["single-stage"]["ndcg@10"], a["rerank base"]["ndcg@10"])
+        out = WORK / "tables.md"
+        out.write_text("\n".join(lines) + "\n")
+        print(out.read_text())
+        return out
+
     def run(self, stages: list[str]) -> None:
         WORK.mkdir(parents=True, exist_ok=True)
         if "first" in stages:
@@ -209,7 +266,10 @@ class Pipeline:
         if "ablation" in stages:
             self.ablation()
         self.save()
-        print(json.dumps(self.results, indent=2))
+        if "report" in stages:
+            self.report()
+        else:
+            print(json.dumps(self.results, indent=2))
 
 
 def main() -> None:
