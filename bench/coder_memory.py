@@ -119,7 +119,8 @@ def main() -> None:
         return child(sys.argv[2:])
     import pyserini_dense_ext  # noqa: F401
     from pyserini_dense_ext.encoders.presets import MINILM, minilm_dir
-    from pyserini_dense_ext.index.vectors import CACHE_FILE, CACHE_META
+    from pyserini_dense_ext.index.vectors import CACHE_FILE
+    from pyserini_dense_ext.io.fingerprint import key_path
 
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--sizes", type=int, nargs="+", default=[5000, 500000], help="corpus sizes (documents)")
@@ -134,8 +135,8 @@ def main() -> None:
     rows = []
     for n in args.sizes:
         paths = build_inputs(n)
-        for name in (CACHE_FILE, CACHE_META):
-            (paths["index"] / name).unlink(missing_ok=True)
+        for path in (paths["index"] / CACHE_FILE, key_path(paths["index"] / CACHE_FILE)):
+            path.unlink(missing_ok=True)
         rerank = ["pyserini_dense_ext.rerank", "--run", str(paths["run"]), "--index", str(paths["index"]),
                   "--encoder", args.model, *flags, "--topics", str(paths["topics"]),
                   "--output", str(paths["run"].with_suffix(".reranked.trec")), "--quiet"]
