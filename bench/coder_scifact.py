@@ -47,11 +47,13 @@ LEARNING_RATES = ("1e-5", "2e-5", "5e-5", "1e-4")
 TEMPERATURES = ({"tau_s": "0.02"}, {"tau_s": "0.1"}, {"tau_y": "0.5"})
 
 
-def sh(*cmd: str | Path, log: list[str]) -> None:
-    """Run one of our commands (printed first, recorded for the docs)."""
+def sh(*cmd: str | Path) -> None:
+    """Run one of our commands (printed first, appended to ``commands.sh`` for the docs)."""
     line = " ".join(shlex.quote(str(c)) for c in cmd)
     print(f"$ {line}", flush=True)
-    log.append(line)
+    WORK.mkdir(parents=True, exist_ok=True)
+    with open(WORK / "commands.sh", "a") as f:
+        f.write(f"python {line}\n")
     subprocess.run([sys.executable, *map(str, cmd)], check=True, cwd=ROOT)
 
 
@@ -64,7 +66,7 @@ def scores(run: Path, qrels: Path | dict) -> dict[str, float]:
 
 class Pipeline:
     def __init__(self, args: argparse.Namespace):
-        self.args, self.log = args, []
+        self.args = args
         self.data = Path(args.data)
         self.test_qrels = self.data / "qrels" / "test.tsv"
         self.runs = WORK / "runs"
@@ -74,7 +76,6 @@ class Pipeline:
 
     def save(self) -> None:
         (WORK / "results.json").write_text(json.dumps(self.results, indent=2) + "\n")
-        (WORK / "commands.sh").write_text("\n".join(self.log) + "\n")
 
     # ----- first-stage runs -----------------------------------------------------------------
     def first_stage(self) -> None:
@@ -86,7 +87,7 @@ class Pipeline:
            "sparse", "--index", a.bm25_index, "--k1", "0.9", "--b", "0.4",
            "tune", "--topics", self.data / "queries.jsonl", "--qrels", self.data / "qrels" / "train.tsv",
            "--eval-qrels", self.test_qrels, "--csv", self.first / "base-sweep.csv", "--save-runs", self.first,
-           "--threads", "2", "--no-plot", "--quiet", log=self.log)
+           "--threads", "2", "--no-plot", "--quiet")
 
     # ----- training -------------------------------------------------------------------------
     def train(self, candidates: str, **options: str) -> Path:
@@ -99,7 +100,7 @@ class Pipeline:
             sh("-m", "pyserini_dense_ext.train", "coder", "--model", self.args.model, "--family", "repbert",
                "--index", self.args.dense_index, "--data", self.data, "--negatives",
                self.first / f"{candidates}.tune.trec",
-               "--vectors-cache", WORK / "vectors", "--output", out, "--quiet", *flags, log=self.log)
+               "--vectors-cache", WORK / "vectors", "--output", out, "--quiet", *flags)
         record = json.loads((out / "training.json").read_text())
         self.results.setdefault("training", {})[name] = {
             "seconds": record["train_seconds"], "steps": record["steps"], "kept_step": record["kept_step"],
@@ -130,14 +131,14 @@ class Pipeline:
         if not out.is_file():
             sh("-m", "pyserini_dense_ext.search", "--index", self.args.dense_index, "--encoder", model,
                "--topics", self.data / "queries.jsonl", "--qids-from", qrels, "--output", out, "--hits", "1000",
-               "--quiet", log=self.log)
+               "--quiet")
         return out
 
     def rerank(self, model: Path, first: Path, out: Path) -> Path:
         if not out.is_file():
             sh("-m", "pyserini_dense_ext.rerank", "--run", first, "--index", self.args.dense_index, "--encoder", model,
                "--vectors-cache", WORK / "vectors", "--topics", self.data / "queries.jsonl", "--qids-from",
-               self.test_qrels, "--output", out, "--quiet", log=self.log)
+               self.test_qrels, "--output", out, "--quiet")
         return out
 
     def hybrid(self, name: str, dense_dev: Path, dense_test: Path, dev_qrels: Path) -> dict:
@@ -147,7 +148,7 @@ class Pipeline:
         if not eval_csv.is_file():
             sh("-m", "pyserini_dense_ext.tune", "tune", "--runs", self.first / "sparse.tune.trec", dense_dev,
                "--qrels", dev_qrels, "--eval-runs", self.first / "sparse.eval.trec", dense_test, "--eval-qrels",
-               self.test_qrels, "--metrics", *METRICS, "--csv", csv_path, "--no-plot", "--quiet", log=self.log)
+               self.test_qrels, "--metrics", *METRICS, "--csv", csv_path, "--no-plot", "--quiet")
         dev = {}
         with open(csv_path) as f:
             for row in csv.DictReader(f):
@@ -230,13 +231,15 @@ class Pipeline:
                   "", "| run | nDCG@10 | R@100 | R@1000 | nDCG@10, unseen documents |", "|---|---|---|---|---|"]
         for name, m in r.get("table", {}).items():
             row(name, *(m[k] for k in METRICS), r["table_unseen"][name]["ndcg@10"])
-        for name, hybrid in r.get("hybrid", {}).items():
-            label = "CODER(MiniLM, MiniLM)" if name == "coder" else "base MiniLM"
-            best = max(hybrid["dev"], key=lambda k: hybrid["dev"][k]["ndcg@10"])
-            for method, how in (("linear", "default fusion: linear"), (best, f"best on dev: {best}")):
-                m = hybrid["test"][method]
-                row(f"BM25 + {label} hybrid ({how}, {m['value'] or '-'})", *(m[k] for k in METRICS))
-        lines += ["", "Dev sweep (dev nDCG@10 at the kept step; dev = 20% of the train queries):", "",
+        if "hybrid" in r:  # the default fusion, and the method best on dev for CODER's run (the same for the base)
+            coder_dev = r["hybrid"]["coder"]["dev"]
+            best = max((k for k in coder_dev if k not in ("sparse", "dense")), key=lambda k: coder_dev[k]["ndcg@10"])
+            for method, how in (("linear", "linear, the default fusion"), (best, f"{best}, CODER's best on dev")):
+                for name, label in (("coder", "CODER(MiniLM, MiniLM)"), ("base", "base MiniLM")):
+                    m = r["hybrid"][name]["test"][method]
+                    row(f"BM25 + {label}: {how} (value {m['value']} tuned on dev)", *(m[k] for k in METRICS), "")
+        lines += ["", "Every training run (the sweep first; dev = 20% of the train queries, nDCG@10 of reranking their "
+                  "M_C top 1000; the step with the best dev nDCG@10 is kept):", "",
                   "| model | options | dev nDCG@10 at start | kept step / steps | dev nDCG@10 | training s |",
                   "|---|---|---|---|---|---|"]
         for name, t in r.get("training", {}).items():
@@ -288,10 +291,10 @@ def main() -> None:
     if not Path(args.dense_index, "index").is_file():
         sh("-m", "pyserini_dense_ext.encode", "input", "--corpus", Path(args.data) / "corpus.jsonl", "encoder",
            "--encoder", args.model, "--family", "repbert", *MODEL_FLAGS, "--max-length", "256", "output", "--index",
-           args.dense_index, log=pipeline.log)
+           args.dense_index)
     if not Path(args.bm25_index).is_dir():
         sh("-m", "pyserini_dense_ext.index.lucene", "--corpus", Path(args.data) / "corpus.jsonl", "--index",
-           args.bm25_index, log=pipeline.log)
+           args.bm25_index)
     start = time.perf_counter()
     pipeline.run(args.stages)
     print(f"done in {time.perf_counter() - start:.0f} s")
