@@ -177,7 +177,22 @@ class Pipeline:
             "base -> CODER(MiniLM, MiniLM) rerank": self.rerank(dense_model, self.first / "dense.eval.trec",
                                                                 self.runs / f"dense.{dense_model.name}.test.trec"),
         }
+        if "hybrid" in self.results:  # the hybrid command's rerank group: the base hybrid's fused list, reranked
+            alpha = self.results["hybrid"]["base"]["dev"]["linear"]["value"]
+            rows["BM25 + base MiniLM linear hybrid -> CODER(MiniLM, MiniLM) rerank"] = self.hybrid_rerank(
+                dense_model, alpha, self.runs / f"hybrid-base.{dense_model.name}.test.trec")
         return rows, dense_model
+
+    def hybrid_rerank(self, model: Path, alpha: str, out: Path) -> Path:
+        """``search.hybrid`` (BM25 + base MiniLM, linear fusion at ``alpha``) with a ``rerank`` group: ``model``."""
+        if not out.is_file():
+            a = self.args
+            sh("-m", "pyserini_dense_ext.search.hybrid", "dense", "--index", a.dense_index, "--encoder", a.model,
+               "--family", "repbert", *MODEL_FLAGS, "sparse", "--index", a.bm25_index, "--k1", "0.9", "--b", "0.4",
+               "fusion", "--method", "linear", "--alpha", alpha, "run", "--topics", self.data / "queries.jsonl",
+               "--qids-from", self.test_qrels, "--output", out, "--threads", "2", "--quiet", "rerank", "--encoder",
+               model, "--vectors-cache", WORK / "vectors")
+        return out
 
     def table(self) -> None:
         rows, dense_model = self.table_runs()
@@ -224,7 +239,9 @@ class Pipeline:
 
         unseen = self.unseen_test_qrels()
         if "table" in r:
-            r["table_unseen"] = {name: scores(run, unseen) for name, run in self.table_runs()[0].items()}
+            rows = self.table_runs()[0]
+            r["table"] = {name: scores(run, self.test_qrels) for name, run in rows.items()}
+            r["table_unseen"] = {name: scores(run, unseen) for name, run in rows.items()}
             self.save()
         lines += ["SciFact test (300 queries; last column: nDCG@10 on the "
                   f"{len(unseen)} test queries none of whose relevant documents is relevant to a train query):",
