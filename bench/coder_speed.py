@@ -88,7 +88,8 @@ def main() -> None:
     start = time.perf_counter()
     vectors = model.encode(list(topics.values()), "query", batch_size=32)
     encode_ms = 1e3 * (time.perf_counter() - start) / len(topics)
-    results = {"queries": len(topics), "threads": args.threads, "encode_ms_per_query (torch, batch 32)": encode_ms}
+    results = {"queries": len(topics), "threads": args.threads, "run": Path(args.run).name,
+               "encode_ms_per_query (torch, batch 32)": encode_ms}
 
     reranker = Reranker(args.index, model, vectors_cache=OUTPUT / "coder" / "vectors")
     ids = candidates_from_run(run, reranker.vectors.doc_index, DEPTH, list(topics), args.run).ids
