@@ -61,6 +61,16 @@ def add_query_backend_options(parser: argparse.ArgumentParser) -> None:
                              "only when asked)")
 
 
+def add_run_output_options(parser: argparse.ArgumentParser, tag: str) -> None:
+    """Where a command writes its run: ``--output`` (atomically), format, TREC tag; and ``--quiet``."""
+    from .io.runs import FORMATS
+
+    parser.add_argument("--output", required=True, help="run file to write (atomically)")
+    parser.add_argument("--output-format", choices=FORMATS, default="trec", help="run format (default trec)")
+    parser.add_argument("--run-tag", default=tag, help=f"last column of TREC lines (default {tag})")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
 def encoder_overrides(args: argparse.Namespace) -> dict[str, Any]:
     """The config flags that were given (all but ``--family``), as ``EncoderConfig`` field overrides."""
     from .encoders.config import CONFIG_FIELDS
@@ -185,6 +195,7 @@ def _entry(module: str) -> Callable[[], None]:
 # The console scripts in setup.cfg; each mirrors a ``python -m`` command.
 encode = _entry("pyserini_dense_ext.encode.__main__")
 search = _entry("pyserini_dense_ext.search.__main__")
+rerank = _entry("pyserini_dense_ext.rerank.__main__")
 hybrid = _entry("pyserini_dense_ext.search.hybrid.__main__")
 fuse = _entry("pyserini_dense_ext.fusion.__main__")
 tune = _entry("pyserini_dense_ext.tune")

@@ -396,3 +396,50 @@ def test_tune_from_indexes_scores_what_the_hybrid_searcher_returns(indexes, tmp_
     assert again == pytest.approx(rows, abs=1e-6)
     held_out = {(r["method"], r["value"]) for r in csv.DictReader(csv_path.with_name("sweep.eval.csv").open())}
     assert ("sparse", "") in held_out and any(m == "linear" and v in ("0.1", "1.0") for m, v in held_out)
+
+
+def test_cli_rerank_group_reranks_the_fused_list(indexes, tmp_path):
+    """``rerank --encoder``: the fused top 10 re-scored against (here ME-BERT's, m rows) stored vectors."""
+    from pyserini_dense_ext.rerank import Reranker
+    from pyserini_dense_ext.search.hybrid import HybridSearcher
+    from pyserini_dense_ext.search.hybrid.__main__ import main
+
+    topics = tmp_path / "topics.tsv"
+    topics.write_text("".join(f"q{i}\t{q}\n" for i, q in enumerate(QUERIES)))
+    out = tmp_path / "run.trec"
+    mebert = indexes["dense"]["mebert", "flat"]
+    assert main(cli_groups(indexes, tmp_path, "fusion", "--method", "rrf", "--hits", "30", "run", "--topics",
+                           str(topics), "--output", str(out), "--hits", "10", "--quiet", "rerank", "--encoder",
+                           str(indexes["models"]["mebert"]), "--index", str(mebert), "--vectors-cache",
+                           str(tmp_path / "vectors"))) == 0
+    assert (tmp_path / "vectors" / "doc_vectors.npy").is_file()
+    qids = [f"q{i}" for i in range(len(QUERIES))]
+    fused = HybridSearcher(dense_searcher(indexes), lucene_searcher(indexes["lucene"])).batch_search(
+        QUERIES, qids, k0=30, k=10, fusion="rrf")
+    expected = Reranker(mebert, indexes["models"]["mebert"], vectors_cache=tmp_path / "vectors").batch_search(
+        QUERIES, qids, fused)
+    run = read_run(out)
+    for qid, hits in expected.items():
+        assert sorted(d for d, _ in run[qid]) == sorted(h.docid for h in fused[qid])
+        np.testing.assert_allclose([s for _, s in run[qid]], [h.score for h in hits], atol=1e-6)
+
+
+def test_reranker_takes_lucene_hits(indexes):
+    """Pyserini's own BM25 hits (``LuceneSearcher.batch_search``) reranked: same documents, dense scores."""
+    from pyserini.search.faiss import DenseSearchResult
+
+    from pyserini_dense_ext.rerank import Reranker
+
+    qids = [f"q{i}" for i in range(len(QUERIES))]
+    bm25 = lucene_searcher(indexes["lucene"]).batch_search(QUERIES, qids, k=20)
+    reranker = Reranker(indexes["dense"]["repbert", "flat"], indexes["models"]["repbert"])
+    reranked = reranker.batch_search(QUERIES, qids, bm25)
+    dense = dense_searcher(indexes)
+    vectors = dense.encode_queries(QUERIES)
+    for i, qid in enumerate(qids):
+        assert all(isinstance(h, DenseSearchResult) for h in reranked[qid])
+        assert sorted(h.docid for h in reranked[qid]) == sorted(h.docid for h in bm25[qid])
+        for hit in reranked[qid]:  # each score is the query vector times that document's stored vector
+            row = dense.docids.index(hit.docid)
+            assert abs(hit.score - float(vectors[i] @ dense.index.reconstruct(row))) < 1e-5
+        assert [h.score for h in reranked[qid]] == sorted((h.score for h in reranked[qid]), reverse=True)

@@ -176,6 +176,21 @@ def _gather_rows(chunks: Iterable[np.ndarray], wanted: np.ndarray, d: int) -> np
     return out
 
 
+def index_type_of(index: faiss.Index) -> str:
+    """The :data:`INDEX_TYPES` name of an index :func:`build_faiss_index` could have made (so ``flat``,
+    ``flat-fp16`` and ``hnsw`` keep their vectors, exactly or to fp16), else its FAISS class name."""
+    index = faiss.downcast_index(index)
+    if isinstance(index, faiss.IndexFlat):
+        return "flat"
+    if isinstance(index, faiss.IndexScalarQuantizer) and index.sq.qtype == faiss.ScalarQuantizer.QT_fp16:
+        return "flat-fp16"
+    if isinstance(index, faiss.IndexHNSW) and isinstance(faiss.downcast_index(index.storage), faiss.IndexFlat):
+        return "hnsw"
+    if isinstance(index, faiss.IndexPQ):
+        return "pq"
+    return type(index).__name__
+
+
 def _default_pq_m(d: int) -> int:
     """Largest divisor of d not above d/4 (4 dims per 8-bit code: 16x smaller than fp32)."""
     return next(m for m in range(max(1, d // 4), 0, -1) if d % m == 0)

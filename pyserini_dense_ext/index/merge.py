@@ -26,7 +26,7 @@ from ..io.fingerprint import combine_fingerprints
 from ..io.lock import output_lock
 from ..progress import progress_iter
 from .faiss_dir import (DEFAULT_EF_SEARCH, INDEX_FILE, INDEX_TYPES, META_FILE, IndexMeta, build_faiss_index,
-                        read_index_dir, write_index_dir)
+                        index_type_of, read_index_dir, write_index_dir)
 
 
 @dataclass
@@ -104,12 +104,9 @@ def check_compatible(items: Sequence[tuple[Path, IndexMeta, int]], row_docids: S
 def stored_vectors(shard: Shard) -> np.ndarray:
     """A shard's float32 rows, when its index kept them (flat: exact, flat-fp16: to fp16, HNSW: exact)."""
     assert shard.index is not None
-    index = faiss.downcast_index(shard.index)
-    exact = isinstance(index, faiss.IndexFlat) or (
-        isinstance(index, faiss.IndexHNSW) and isinstance(faiss.downcast_index(index.storage), faiss.IndexFlat))
-    fp16 = isinstance(index, faiss.IndexScalarQuantizer) and index.sq.qtype == faiss.ScalarQuantizer.QT_fp16
-    if not (exact or fp16):
-        raise InputError(shard.path / INDEX_FILE, f"is a {type(index).__name__} index, which keeps only compressed "
+    if index_type_of(shard.index) not in ("flat", "flat-fp16", "hnsw"):
+        raise InputError(shard.path / INDEX_FILE, f"is a {type(faiss.downcast_index(shard.index)).__name__} index, "
+                                                  "which keeps only compressed "
                                                   "codes, so its vectors cannot be merged: encode the shards with "
                                                   "--index-type flat or flat-fp16, merge them, and ask the merge "
                                                   "for hnsw or pq", field="index_type")

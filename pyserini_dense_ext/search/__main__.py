@@ -10,8 +10,7 @@ import time
 
 import pyserini_dense_ext  # noqa: F401  (Java/offline set-up before Pyserini loads)
 
-from ..cli import add_encoder_options, add_query_backend_options, encoder_overrides, run_cli
-from ..io.runs import FORMATS
+from ..cli import add_encoder_options, add_query_backend_options, add_run_output_options, encoder_overrides, run_cli
 
 EXAMPLE = """example (MODEL_DIR is all-MiniLM-L6-v2, a plain Hugging Face dir, so its recipe is given as flags):
   python -m pyserini_dense_ext.search --index indexes/scifact-minilm --encoder MODEL_DIR \\
@@ -43,10 +42,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--mmap", action="store_true",
                    help="do not load the index: map it from disk while searching (flat and flat-fp16 a window at a "
                         "time, so an index larger than memory can be searched; others via FAISS's mmap)")
-    p.add_argument("--output", required=True, help="run file to write (atomically)")
-    p.add_argument("--output-format", choices=FORMATS, default="trec", help="run format (default trec)")
-    p.add_argument("--run-tag", default="dense_ext", help="last column of TREC lines")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_run_output_options(p, "dense_ext")
     return p
 
 

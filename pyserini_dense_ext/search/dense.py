@@ -17,13 +17,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import faiss
 import numpy as np
 
 from ..encoders import DenseQueryEncoder, EncoderConfig, load_query_encoder
-from ..index import INDEX_FILE, read_index_dir
+from ..index import INDEX_FILE, IndexMeta, read_index_dir
 from ..index.flat_file import MappedFlat
 from ..io.errors import InputError
 from ..io.runs import Run
@@ -56,6 +56,33 @@ class QueryEncoding:
         if callable(batch):
             return cls(batch)
         return cls(lambda queries: np.stack([np.asarray(encoder.encode(q)).reshape(-1) for q in queries]))
+
+
+def load_index_query_encoder(meta: IndexMeta, index_dir: str | Path, path: str | Path, family: str | None = None,
+                             device: str = "cpu", batch_size: int = 64,
+                             overrides: Mapping[str, Any] | None = None, backend: str = "auto",
+                             precision: str = "fp32") -> DenseQueryEncoder:
+    """The query encoder at ``path`` for this index: ``family`` and ``overrides`` (flags), then its own files,
+    then the encoder config the index recorded (:mod:`.index_config`); a model dir's cached ONNX export when
+    ``backend`` allows it (:func:`~pyserini_dense_ext.onnx.cache.query_encoder_source`)."""
+    from ..onnx.cache import query_encoder_source
+
+    family, settings = query_encoder_settings(meta, index_dir, path, family, overrides or {})
+    path, family, settings = query_encoder_source(path, family, settings, device, backend, precision)
+    return load_query_encoder(path, family=family, device=device, batch_size=batch_size, **settings)
+
+
+def adapt_query_encoder(meta: IndexMeta, index_dir: str | Path, dim: int, query_encoder: QueryEncoder) -> QueryEncoding:
+    """``query_encoder`` adapted once for an index of ``dim``-dim vectors; another family than the index
+    recorded, or another dimension, is an error naming the index."""
+    encoding = QueryEncoding.of(query_encoder)
+    recorded = index_config(meta, index_dir)
+    if recorded is not None and encoding.config is not None:
+        check_family(recorded, index_dir, encoding.config.family, "the query encoder's family")
+    if encoding.dim is not None and encoding.dim != dim:
+        raise InputError(Path(index_dir) / INDEX_FILE, f"has dimension {dim} but the query encoder gives "
+                                                       f"{encoding.dim}-dim vectors", field="dim")
+    return encoding
 
 
 def first_occurrences(doc_rows: np.ndarray, k: int) -> np.ndarray:
@@ -119,26 +146,15 @@ class DenseSearcher:
                            batch_size: int = 64, overrides: Mapping[str, Any] | None = None, backend: str = "auto",
                            precision: str = "fp32") -> DenseQueryEncoder:
         """The query encoder at ``path``, configured by ``family`` and ``overrides``, then its own files, then the
-        encoder config this index recorded; a model dir's cached ONNX export when ``backend`` allows it
-        (:func:`~pyserini_dense_ext.onnx.cache.query_encoder_source`)."""
-        from ..onnx.cache import query_encoder_source
-
-        family, settings = query_encoder_settings(self.meta, self.index_dir, path, family, overrides or {})
-        path, family, settings = query_encoder_source(path, family, settings, device, backend, precision)
-        return load_query_encoder(path, family=family, device=device, batch_size=batch_size, **settings)
+        encoder config this index recorded; a model dir's cached ONNX export when ``backend`` allows it."""
+        return load_index_query_encoder(self.meta, self.index_dir, path, family, device, batch_size, overrides,
+                                        backend, precision)
 
     def set_query_encoder(self, query_encoder: QueryEncoder | None) -> None:
         """Search with ``query_encoder`` (adapted once); one of another family or dimension is an error."""
         self.query_encoder = query_encoder
-        self._encoding = QueryEncoding.of(query_encoder) if query_encoder is not None else None
-        if self._encoding is None:
-            return
-        recorded = index_config(self.meta, self.index_dir)
-        if recorded is not None and self._encoding.config is not None:
-            check_family(recorded, self.index_dir, self._encoding.config.family, "the query encoder's family")
-        if self._encoding.dim is not None and self._encoding.dim != self.index.d:
-            raise InputError(self.index_dir / INDEX_FILE, f"has dimension {self.index.d} but the query encoder "
-                                                          f"gives {self._encoding.dim}-dim vectors", field="dim")
+        self._encoding = (adapt_query_encoder(self.meta, self.index_dir, self.index.d, query_encoder)
+                          if query_encoder is not None else None)
 
     @property
     def dimension(self) -> int:

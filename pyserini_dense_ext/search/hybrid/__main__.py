@@ -13,9 +13,10 @@ import time
 import pyserini_dense_ext  # noqa: F401  (Java/offline set-up before Pyserini loads)
 
 from ...cli import fusion_from_args, parse_groups, run_cli
-from .options import METHOD_LIST, dense_group, fusion_group, hybrid_from_groups, run_group, sparse_group
+from .options import (METHOD_LIST, dense_group, fusion_group, hybrid_from_groups, rerank_group, reranker_from_group,
+                      run_group, sparse_group)
 
-GROUPS = ("dense", "sparse", "fusion", "run")
+GROUPS = ("dense", "sparse", "fusion", "run", "rerank")
 EXAMPLE = """example (SciFact, MiniLM + BM25; with centred scores, python -m pyserini_dense_ext.tune picks alpha 1
 on the train queries, and this run scores nDCG@10 0.7320 on test):
   python -m pyserini_dense_ext.search.hybrid \\
@@ -25,6 +26,7 @@ on the train queries, and this run scores nDCG@10 0.7320 on test):
     fusion --method linear --alpha 1 --normalization centred --hits 1000 \\
     run    --topics ../shared/data/scifact/queries.jsonl --qids-from ../shared/data/scifact/qrels/test.tsv \\
            --output runs/scifact.hybrid.trec --hits 1000 --threads 2
+(append "rerank --encoder CODER_DIR" to re-score the fused list against the dense index's stored vectors)
 
 fusion """ + METHOD_LIST
 
@@ -32,21 +34,24 @@ fusion """ + METHOD_LIST
 def parsers() -> dict[str, argparse.ArgumentParser]:
     top = argparse.ArgumentParser(prog="python -m pyserini_dense_ext.search.hybrid",
                                   description="Hybrid sparse + dense search written as a TREC (or MS MARCO) run. "
-                                              "Arguments come in four groups: dense, sparse, fusion, run "
-                                              "(run a group with --help for its options).",
+                                              "Arguments come in groups: dense, sparse, fusion, run and "
+                                              "rerank (fusion and rerank are optional; run a group with "
+                                              "--help for its options).",
                                   epilog=EXAMPLE, formatter_class=argparse.RawDescriptionHelpFormatter)
-    top.add_argument("groups", nargs="*", metavar="{dense,sparse,fusion,run}", help="argument groups, in any order")
-    return {"": top, "dense": dense_group(), "sparse": sparse_group(), "fusion": fusion_group(), "run": run_group()}
+    top.add_argument("groups", nargs="*", metavar="{dense,sparse,fusion,run,rerank}",
+                     help="argument groups, in any order")
+    return {"": top, "dense": dense_group(), "sparse": sparse_group(), "fusion": fusion_group(), "run": run_group(),
+            "rerank": rerank_group()}
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parse_groups(parsers(), sys.argv[1:] if argv is None else argv, GROUPS, optional=("fusion",),
+    args = parse_groups(parsers(), sys.argv[1:] if argv is None else argv, GROUPS, optional=("fusion", "rerank"),
                         help_if_empty=True)
     return hybrid_search(**args)
 
 
 def hybrid_search(dense: argparse.Namespace, sparse: argparse.Namespace, fusion: argparse.Namespace,
-        run: argparse.Namespace) -> int:
+                  run: argparse.Namespace, rerank: argparse.Namespace | None = None) -> int:
     from ...io.qrels import read_qrels
     from ...io.runs import write_run
     from ...io.topics import read_topics
@@ -57,9 +62,13 @@ def hybrid_search(dense: argparse.Namespace, sparse: argparse.Namespace, fusion:
     qids = set(read_qrels(run.qids_from)) if run.qids_from else None
     topics = read_topics(run.topics, qids)
     hybrid = hybrid_from_groups(dense, sparse)
+    reranker = reranker_from_group(rerank, dense, progress=not run.quiet) if rerank is not None else None
     start = time.perf_counter()
     fused = hybrid.search_run(topics, k0=fusion.hits, k=run.hits, threads=run.threads, fusion=chosen,
                               chunk_size=run.batch_size, progress=not run.quiet)
+    if reranker is not None:
+        fused = reranker.rerank_run(topics, fused, rerank.depth, run.hits, progress=not run.quiet)
+        hybrid.timings.update({f"rerank {k}": v for k, v in reranker.timings.items()})
     elapsed = time.perf_counter() - start
     write_run(run.output, fused, tag=run.run_tag or f"hybrid-{fusion.method}", fmt=run.output_format)
     print(f"wrote {run.output}: {len(fused)} queries, {len(fused) / elapsed:.1f} queries/s "

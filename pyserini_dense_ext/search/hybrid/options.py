@@ -6,6 +6,7 @@ import argparse
 from ...cli import add_encoder_options, add_fusion_options, add_query_backend_options, encoder_overrides
 from ...fusion import METHODS
 from ...io.runs import FORMATS
+from ...rerank import Reranker
 from . import HybridSearcher, build_hybrid
 
 METHOD_LIST = "methods:\n" + "".join(f"  {n:<11}{m.summary}\n" for n, m in METHODS.items())
@@ -61,6 +62,31 @@ def run_group() -> argparse.ArgumentParser:
                                                                   "(default 512)")
     run.add_argument("--quiet", action="store_true", help="no progress bar")
     return run
+
+
+def rerank_group() -> argparse.ArgumentParser:
+    rerank = argparse.ArgumentParser(prog="... rerank", description="Optional: rerank each fused list with a query "
+                                     "encoder (a CODER model, say) against the dense index's stored vectors.")
+    add_encoder_options(rerank, encoder_default="no reranking")
+    rerank.add_argument("--index", default=None, help="dense index whose vectors score the fused candidates "
+                                                      "(default: the dense group's)")
+    rerank.add_argument("--depth", type=int, default=None, help="fused candidates reranked per query (default: all)")
+    rerank.add_argument("--vectors", default=None, metavar="NPY", help="document vectors .npy (PQ/HNSW indexes)")
+    rerank.add_argument("--vectors-cache", default=None, metavar="DIR",
+                        help="where the vectors read back from a flat index are kept (default: the index dir)")
+    return rerank
+
+
+def reranker_from_group(rerank: argparse.Namespace, dense: argparse.Namespace, progress: bool = True
+                        ) -> Reranker | None:
+    """The :class:`Reranker` the ``rerank`` group asks for; None without ``--encoder``."""
+    if rerank.encoder is None:
+        return None
+    if rerank.depth is not None and rerank.depth < 1:
+        raise ValueError("rerank --depth must be positive")
+    return Reranker(rerank.index or dense.index, rerank.encoder, vectors=rerank.vectors,
+                    vectors_cache=rerank.vectors_cache, family=rerank.family,
+                    device=rerank.device, batch_size=rerank.batch_size, progress=progress, **encoder_overrides(rerank))
 
 
 def hybrid_from_groups(dense: argparse.Namespace, sparse: argparse.Namespace) -> HybridSearcher:

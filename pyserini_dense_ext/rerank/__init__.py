@@ -1,0 +1,13 @@
+"""Reranking against fixed document vectors (CODER's M_F -> CODER): any first stage, any query encoder.
+
+    from pyserini_dense_ext.rerank import Reranker
+    reranker = Reranker("indexes/scifact-minilm", "models/coder-minilm")
+    hits = reranker.search(query, lucene.search(query, k=1000))      # Pyserini hits in, Pyserini results out
+    run = reranker.rerank_run(topics, read_run("runs/bm25.trec"))   # whole runs, batched
+"""
+from .candidates import Candidates, candidates_from_run, docids_to_ids
+from .reranker import Reranker
+from .scoring import candidate_scores, sort_by_score
+
+__all__ = ["Candidates", "Reranker", "candidate_scores", "candidates_from_run", "docids_to_ids",
+           "sort_by_score"]
