@@ -22,7 +22,8 @@ from pyserini_dense_ext.train.__main__ import main as train_main
 from pyserini_dense_ext.train.args import resolve
 from pyserini_dense_ext.train.data import split_dev
 from pyserini_dense_ext.train.loop import partial_dir
-from pyserini_dense_ext.train.recipes.repbert import RepBertArgs, RepBertRecipe
+from pyserini_dense_ext.train.pairs import PairArgs
+from pyserini_dense_ext.train.recipes.repbert import RepBertRecipe
 
 from conftest import write_jsonl
 
@@ -103,7 +104,7 @@ def test_loss_falls_and_training_ranking_improves(toy, tiny_bert, tmp_path):
 def test_batch_targets_are_every_judged_positive_and_negatives_never_are(toy, toy_run, tiny_bert, tmp_path):
     args = TrainArgs(model=str(tiny_bert), output=str(tmp_path / "o"), data=str(toy), dev_fraction=0.0,
                      negatives=str(toy_run), negative_depth=6, batch_size=5)
-    recipe = RepBertRecipe(args, RepBertArgs(hard_negatives=2), torch.device("cpu"))
+    recipe = RepBertRecipe(args, PairArgs(hard_negatives=2), torch.device("cpu"))
     recipe.prepare()
     qrels = read_qrels(toy / "qrels" / "train.tsv")
     run = read_run(toy_run)
@@ -130,7 +131,7 @@ def test_loss_is_multilabel_margin_over_the_batch(toy, tiny_bert, tmp_path):
     """Re-computed from its definition: sum over (target j, non-target i) of max(0, 1 - s_j + s_i) / C."""
     args = TrainArgs(model=str(tiny_bert), output=str(tmp_path / "o"), data=str(toy), dev_fraction=0.0,
                      batch_size=6)
-    recipe = RepBertRecipe(args, RepBertArgs(score_scale=3.0), torch.device("cpu"))
+    recipe = RepBertRecipe(args, PairArgs(score_scale=3.0), torch.device("cpu"))
     recipe.prepare()
     recipe.model.eval()
     batch = recipe.batches(0)[0]
@@ -148,7 +149,7 @@ def test_loss_is_multilabel_margin_over_the_batch(toy, tiny_bert, tmp_path):
 
 
 def test_saved_dir_encodes_exactly_as_the_trainer(toy, tiny_bert, tmp_path):
-    args, options = resolve("repbert", RepBertArgs, RepBertRecipe.defaults,
+    args, options = resolve("repbert", PairArgs, RepBertRecipe.defaults,
                             dict(model=str(tiny_bert), data=str(toy), output=str(tmp_path / "m"), epochs=2,
                                  batch_size=4, learning_rate=1e-3, quiet=True, plot=False))
     result = train(RepBertRecipe, args, options)
@@ -266,7 +267,7 @@ def test_best_step_is_kept_and_patience_stops(toy, tiny_bert, tmp_path, monkeypa
             snapshots[len(snapshots)] = {k: v.clone() for k, v in self.model.backbone.state_dict().items()}
             return super().dev_run()
 
-    args, options = resolve("repbert", RepBertArgs, RepBertRecipe.defaults,
+    args, options = resolve("repbert", PairArgs, RepBertRecipe.defaults,
                             dict(model=str(tiny_bert), data=str(toy), output=str(tmp_path / "m"), epochs=20,
                                  batch_size=4, gradient_accumulation=1, learning_rate=1e-3, eval_steps=4,
                                  save_steps=5, patience=3, eval_metrics=["ndcg@10"], quiet=True, plot=False))
@@ -302,7 +303,7 @@ def test_plot_and_provenance_are_written(toy, tiny_bert, tmp_path):
 def test_options_come_from_defaults_recipe_config_and_flags_in_that_order(tmp_path):
     config = tmp_path / "c.json"
     config.write_text(json.dumps({"learning_rate": 5e-5, "batch_size": 8, "hard_negatives": 2, "seed": 1}))
-    args, options = resolve("repbert", RepBertArgs, RepBertRecipe.defaults,
+    args, options = resolve("repbert", PairArgs, RepBertRecipe.defaults,
                             {"model": "m", "output": "o", "data": "d", "seed": 3}, str(config))
     assert (args.learning_rate, args.batch_size, args.seed) == (5e-5, 8, 3)  # config over recipe, flag over config
     assert args.gradient_accumulation == 2 and args.weight_decay == 0.01  # recipe (paper) defaults
