@@ -33,8 +33,7 @@ TOPICS = ["protein expression cells", "cancer risk gene", "heat flow boundary la
           "hello world query", "reduced effects treatment"]
 
 
-@pytest.fixture()
-def toy(tmp_path) -> Path:
+def make_toy(data: Path) -> Path:
     """BEIR layout: two relevant documents per query (the words in two orders), one shared by q0 and q7."""
     docs, queries, qrels = [], [], []
     for i, topic in enumerate(TOPICS):
@@ -44,12 +43,16 @@ def toy(tmp_path) -> Path:
         queries.append({"_id": f"q{i}", "text": " ".join(words[:2])})
         qrels += [f"q{i}\td{i}a\t1", f"q{i}\td{i}b\t1"]
     qrels.append("q7\td0a\t1")  # judged relevant to two queries: in-batch it must count as q7's positive too
-    data = tmp_path / "toy"
     (data / "qrels").mkdir(parents=True)
     write_jsonl(data / "corpus.jsonl", docs)
     write_jsonl(data / "queries.jsonl", queries)
     (data / "qrels" / "train.tsv").write_text("query-id\tcorpus-id\tscore\n" + "\n".join(qrels) + "\n")
     return data
+
+
+@pytest.fixture()
+def toy(tmp_path) -> Path:
+    return make_toy(tmp_path / "toy")
 
 
 @pytest.fixture()
@@ -165,14 +168,20 @@ def test_saved_dir_encodes_exactly_as_the_trainer(toy, tiny_bert, tmp_path):
 
 
 def test_trained_dir_round_trips_through_every_command(toy, tiny_bert, tmp_path):
+    model = tmp_path / "model"
+    assert train_main(argv(toy, tiny_bert, model, "--epochs", "2")) == 0
+    assert_round_trip(model, toy, tmp_path)
+
+
+def assert_round_trip(model: Path, toy: Path, tmp_path: Path) -> None:
+    """A trained dir, without flags: encode + search equal the Python searcher, each side's ONNX export encodes
+    as the torch model (1e-4) and Pyserini's own search.faiss (through launch) returns the same run."""
     from pyserini_dense_ext.encode.__main__ import main as encode_main
     from pyserini_dense_ext.onnx import export_onnx, load_onnx
     from pyserini_dense_ext.search import DenseSearcher
     from pyserini_dense_ext.search.__main__ import main as search_main
     from test_launch import launch
 
-    model = tmp_path / "model"
-    assert train_main(argv(toy, tiny_bert, model, "--epochs", "2")) == 0
     index, run = tmp_path / "idx", tmp_path / "run.trec"
     assert encode_main(["input", "--corpus", str(toy / "corpus.jsonl"), "encoder", "--encoder", str(model),
                         "output", "--index", str(index), "--quiet"]) == 0

@@ -63,7 +63,8 @@ def encode_texts(texts: Sequence[str], tokenize: Callable[[list[str]], Features]
                  pad_id: int, batch_size: int = 32, progress: bool = False, desc: str = "encoding") -> np.ndarray:
     """Tokenise all, run length-sorted batches (less padding), return vectors in input order.
 
-    Returns float32 ``(n, d)``, or ``(n, m, d)`` for multi-vector documents (ME-BERT).
+    Returns float32 ``(n, d)``, or ``(n, m, d)`` for multi-vector documents (ME-BERT), or an object
+    array of per-text arrays when ``infer`` returns one (ColBERT's token matrices).
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be positive, got {batch_size}")
@@ -76,9 +77,11 @@ def encode_texts(texts: Sequence[str], tokenize: Callable[[list[str]], Features]
     with progress_bar(len(texts), desc, "text", progress, leave=False) as bar:
         for start in range(0, len(texts), batch_size):
             rows = order[start:start + batch_size]
-            vectors = np.asarray(infer(collate(features, rows, pad_id)), dtype=np.float32)
+            vectors = infer(collate(features, rows, pad_id))
+            if vectors.dtype != object:  # ragged outputs (ColBERT's token matrices) come as object arrays
+                vectors = np.asarray(vectors, dtype=np.float32)
             if out is None:
-                out = np.empty((len(texts),) + vectors.shape[1:], dtype=np.float32)
+                out = np.empty((len(texts),) + vectors.shape[1:], dtype=vectors.dtype)
             out[rows] = vectors
             bar.update(len(rows))
     assert out is not None
