@@ -25,8 +25,9 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from ...encoders import load_model
+from ...encoders import load_model, resolve_config
 from ...encoders.colbert import ColBertModel, maxsim
+from ...encoders.loading import check_model_dir
 from ...io.errors import InputError
 from ..args import arg
 from ..data import sha256_file
@@ -62,12 +63,13 @@ class TctColBertRecipe(PairRecipe):
     default_hard_negatives = 1
 
     def prepare(self) -> None:
-        super().prepare()
-        teacher_dir = Path(self.options.teacher)
-        teacher = load_model(teacher_dir, device=str(self.device))  # strict: its own config and weights
-        if not isinstance(teacher, ColBertModel):
-            raise InputError(teacher_dir, f"is a {teacher.config.family} model; --teacher needs a colbert dir "
+        teacher_dir = check_model_dir(self.options.teacher)
+        family = resolve_config(teacher_dir).family  # checked before anything slow is loaded
+        if family != ColBertModel.family:
+            raise InputError(teacher_dir, f"is a {family} model; --teacher needs a colbert dir "
                                           "(python -m pyserini_dense_ext.train colbert ...)", field="family")
+        super().prepare()
+        teacher = load_model(teacher_dir, device=str(self.device))  # strict: its own config and weights
         self.teacher = teacher.eval().requires_grad_(False)
 
     def loss(self, batch: PairBatch) -> torch.Tensor:
