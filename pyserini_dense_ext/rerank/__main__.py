@@ -16,8 +16,9 @@ from ..io.runs import FORMATS
 SCORERS = ("colbert",)
 EXAMPLE = """example (SciFact: BM25's top 100 of the test queries reranked by a ColBERT teacher trained here):
   python -m pyserini_dense_ext.rerank --scorer colbert --encoder models/colbert-scifact \\
-    --run runs/scifact.bm25.test.trec --corpus data/scifact/corpus.jsonl --topics data/scifact/queries.jsonl \\
-    --qids-from data/scifact/qrels/test.tsv --depth 100 --output runs/scifact.bm25.colbert.trec
+    --run runs/scifact.bm25.test.trec --corpus ../shared/data/scifact/corpus.jsonl \\
+    --topics ../shared/data/scifact/queries.jsonl \\
+    --qids-from ../shared/data/scifact/qrels/test.tsv --depth 100 --output runs/scifact.bm25.colbert.trec
 """
 
 
