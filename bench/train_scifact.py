@@ -72,7 +72,7 @@ def sh(cmd: list[str], log: Path | None = None) -> float:
 
 
 def runs_stage(data: Path, model: str) -> Path:
-    """BM25 and base-MiniLM top 100 for the train queries (hard negatives and dev candidates)."""
+    """BM25 and base-MiniLM top 100 for the train queries (hard negatives, dev candidates), BM25 top 1000 for test."""
     runs = WORK / "runs"
     bm25_index, dense_index = WORK / "scifact-bm25", WORK / "scifact-minilm"
     py = sys.executable
@@ -82,31 +82,27 @@ def runs_stage(data: Path, model: str) -> Path:
     if not dense_index.exists():
         sh([py, "-m", "pyserini_dense_ext.encode", "input", "--corpus", str(data / "corpus.jsonl"), "encoder",
             "--encoder", model, *BASE, "output", "--index", str(dense_index)])
-    if not (runs / "bm25.train.trec").is_file():
-        from pyserini.search.lucene import LuceneSearcher
-
-        from pyserini_dense_ext.io import read_qrels, read_topics, write_run
-
-        topics = read_topics(data / "queries.jsonl", set(read_qrels(data / "qrels" / "train.tsv")))
-        searcher = LuceneSearcher(str(bm25_index))
-        searcher.set_bm25(0.9, 0.4)
-        hits = searcher.batch_search(list(topics.values()), list(topics), k=100, threads=2)
-        write_run(runs / "bm25.train.trec", {q: [(h.docid, h.score) for h in hits[q]] for q in topics}, tag="bm25")
-    if not (runs / "bm25.test.trec").is_file():
-        from pyserini.search.lucene import LuceneSearcher
-
-        from pyserini_dense_ext.io import read_qrels, read_topics, write_run
-
-        topics = read_topics(data / "queries.jsonl", set(read_qrels(data / "qrels" / "test.tsv")))
-        searcher = LuceneSearcher(str(bm25_index))
-        searcher.set_bm25(0.9, 0.4)
-        hits = searcher.batch_search(list(topics.values()), list(topics), k=1000, threads=2)
-        write_run(runs / "bm25.test.trec", {q: [(h.docid, h.score) for h in hits[q]] for q in topics}, tag="bm25")
+    for split, depth in (("train", 100), ("test", 1000)):
+        if not (runs / f"bm25.{split}.trec").is_file():
+            bm25_run(data, bm25_index, split, depth, runs / f"bm25.{split}.trec")
     if not (runs / "minilm.train.trec").is_file():
         sh([py, "-m", "pyserini_dense_ext.search", "--index", str(dense_index), "--encoder", model, *BASE,
             "--topics", str(data / "queries.jsonl"), "--qids-from", str(data / "qrels" / "train.tsv"),
             "--hits", "100", "--output", str(runs / "minilm.train.trec"), "--quiet"])
     return runs
+
+
+def bm25_run(data: Path, index: Path, split: str, depth: int, out: Path) -> None:
+    """Pyserini's BM25 (k1=0.9, b=0.4) top ``depth`` for the queries judged in qrels/<split>.tsv."""
+    from pyserini.search.lucene import LuceneSearcher
+
+    from pyserini_dense_ext.io import read_qrels, read_topics, write_run
+
+    topics = read_topics(data / "queries.jsonl", set(read_qrels(data / "qrels" / f"{split}.tsv")))
+    searcher = LuceneSearcher(str(index))
+    searcher.set_bm25(0.9, 0.4)
+    hits = searcher.batch_search(list(topics.values()), list(topics), k=depth, threads=2)
+    write_run(out, {q: [(h.docid, h.score) for h in hits[q]] for q in topics}, tag="bm25")
 
 
 def train_stage(data: Path, model: str, runs: Path, recipe: str, name: str, extra: list[str]

@@ -219,16 +219,18 @@ def assert_round_trip(model: Path, toy: Path, tmp_path: Path) -> None:
 
 # ----- the loop -----------------------------------------------------------------------------
 
+# The train command with each loss call of its recipe (argv[1]) slowed, so a kill lands mid-run.
 SLOW_CLI = """
 import sys, time
 from pyserini_dense_ext.cli import run_cli
 from pyserini_dense_ext.train.__main__ import main
-from pyserini_dense_ext.train.recipes.repbert import RepBertRecipe
-loss = RepBertRecipe.loss
+from pyserini_dense_ext.train.recipes import RECIPES
+recipe = RECIPES[sys.argv[1]]
+loss = recipe.loss
 def slow(self, batch):
     time.sleep(0.05)
     return loss(self, batch)
-RepBertRecipe.loss = slow
+recipe.loss = slow
 run_cli(main)
 """
 

@@ -29,26 +29,11 @@ from pyserini_dense_ext.train.recipes.mebert import MeBertRecipe
 from pyserini_dense_ext.train.recipes.tct_colbert import TctArgs, TctColBertRecipe
 
 from conftest import make_tiny_bert
-from test_train import ROOT, TOPICS, assert_round_trip, cli_code, log_rows, make_toy, train_ranking, weights
+from test_train import (ROOT, SLOW_CLI, TOPICS, assert_round_trip, cli_code, log_rows, make_toy, toy, toy_run,  # noqa: F401
+                        train_ranking, weights)
 
 RECIPE_FLAGS = {"mebert": ["--num-vectors", "3", "--projection-dim", "16"], "debert": ["--num-vectors", "1"],
                 "colbert": ["--projection-dim", "16"], "tct_colbert": []}
-
-
-@pytest.fixture()
-def toy(tmp_path) -> Path:
-    return make_toy(tmp_path / "toy")
-
-
-@pytest.fixture()
-def toy_run(toy, tmp_path) -> Path:
-    """A 'BM25' run over every query: all documents, in an order unrelated to relevance."""
-    docids = [json.loads(line)["_id"] for line in (toy / "corpus.jsonl").read_text().splitlines()]
-    lines = [f"q{i} Q0 {d} {r + 1} {100 - r} bm25\n" for i in range(len(TOPICS))
-             for r, d in enumerate(np.random.default_rng(i).permutation(docids))]
-    path = tmp_path / "bm25.trec"
-    path.write_text("".join(lines))
-    return path
 
 
 @pytest.fixture(scope="module")
@@ -196,21 +181,6 @@ def test_tct_loss_mixes_hard_label_ce_and_kl_to_the_teacher(toy, toy_run, tiny, 
 
 
 # ----- resume, round trips ----------------------------------------------------------------------------
-
-SLOW_CLI = """
-import sys, time
-from pyserini_dense_ext.cli import run_cli
-from pyserini_dense_ext.train.__main__ import main
-from pyserini_dense_ext.train.recipes import RECIPES
-recipe = RECIPES[sys.argv[1]]
-loss = recipe.loss
-def slow(self, batch):
-    time.sleep(0.05)
-    return loss(self, batch)
-recipe.loss = slow
-run_cli(main)
-"""
-
 
 @pytest.mark.parametrize("recipe", ["mebert", "colbert", "tct_colbert"])
 def test_sigkill_then_resume_gives_the_same_weights(recipe, toy, toy_run, tiny, teacher, tmp_path):

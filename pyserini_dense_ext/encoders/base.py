@@ -177,6 +177,14 @@ class DenseModel(torch.nn.Module):
     def encode(self, texts: Sequence[str], side: Side, batch_size: int = 32, progress: bool = False,
                max_length: int | None = None) -> np.ndarray:
         """Texts to float32 vectors in input order; ``(n, d)`` or ``(n, m, d)``."""
+        return self.run_batches(texts, side, lambda out, batch: out.float().cpu().numpy(), batch_size, progress,
+                                max_length, desc=f"encoding {side}s")
+
+    def run_batches(self, texts: Sequence[str], side: Side, finish: Callable[[torch.Tensor, Batch], np.ndarray],
+                    batch_size: int, progress: bool, max_length: int | None = None,
+                    desc: str = "encoding") -> np.ndarray:
+        """:func:`encode_texts` with this model in eval mode, no gradients; ``finish`` turns one batch's
+        output (and its inputs) into arrays (float32 vectors, or ColBERT's per-text token matrices)."""
         side = check_side(side)
         was_training = self.training
         self.eval()
@@ -184,11 +192,11 @@ class DenseModel(torch.nn.Module):
         @torch.inference_mode()
         def infer(batch: Batch) -> np.ndarray:
             tensors = {k: torch.from_numpy(v).to(self.device) for k, v in batch.items()}
-            return self(**tensors, side=side).float().cpu().numpy()
+            return finish(self(**tensors, side=side), batch)
 
         try:
             return encode_texts(texts, lambda t: self.features(t, side, max_length), infer, self.tokenizer.pad_token_id,
-                                batch_size, progress, desc=f"encoding {side}s")
+                                batch_size, progress, desc=desc)
         finally:
             self.train(was_training)
 

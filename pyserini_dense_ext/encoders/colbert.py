@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 
 from ..io.errors import InputError
-from .base import Batch, collate, encode_texts
+from .base import Batch, collate
 from .family import Family
 from .interface import Side, check_side
 from .tct_colbert import TctColBertModel, check_prefix
@@ -61,23 +61,13 @@ class ColBertModel(TctColBertModel):
     def encode_tokens(self, texts: Sequence[str], side: Side, batch_size: int = 32,
                       progress: bool = False) -> list[np.ndarray]:
         """Each text's token vectors, float16 ``(tokens, dim)`` without padding, in input order."""
-        side = check_side(side)
-        was_training = self.training
-        self.eval()
 
-        @torch.inference_mode()
-        def infer(batch: Batch) -> np.ndarray:
-            tensors = {k: torch.from_numpy(v).to(self.device) for k, v in batch.items()}
-            vectors = self(**tensors, side=side).to(torch.float16).cpu().numpy()
+        def unpadded(vectors: torch.Tensor, batch: Batch) -> np.ndarray:
             rows = np.empty(len(vectors), dtype=object)
-            rows[:] = [v[:n] for v, n in zip(vectors, batch["attention_mask"].sum(1))]
+            rows[:] = [v[:n] for v, n in zip(vectors.to(torch.float16).cpu().numpy(), batch["attention_mask"].sum(1))]
             return rows
 
-        try:
-            return list(encode_texts(texts, lambda t: self.features(t, side), infer, self.tokenizer.pad_token_id,
-                                     batch_size, progress, desc=f"encoding {side} tokens"))
-        finally:
-            self.train(was_training)
+        return list(self.run_batches(texts, side, unpadded, batch_size, progress, desc=f"encoding {side} tokens"))
 
     def encode(self, texts: Sequence[str], side: Side, batch_size: int = 32, progress: bool = False,
                max_length: int | None = None) -> np.ndarray:
