@@ -13,7 +13,7 @@ Stages (each reuses what an earlier run left in bench/output/train/):
    of BM25 and of the base dense run (``python -m pyserini_dense_ext.rerank --scorer colbert``), each
    fused with BM25 by the same default (``fusion --method linear``: alpha 0.1, no normalisation).
 
-    python bench/train_scifact.py                       # RepBERT: all stages; writes bench/output/train_scifact.repbert.json
+    python bench/train_scifact.py                       # RepBERT, all stages: bench/output/train_scifact.repbert.json
     python bench/train_scifact.py --recipe colbert --name colbert
     python bench/train_scifact.py --recipe tct_colbert --name tct -- --teacher bench/output/train/models/colbert
     python bench/train_scifact.py --stage train --name lr5e-5 -- --learning-rate 5e-5   # a dev trial
@@ -46,7 +46,8 @@ SHORT = ["--negatives", "{runs}/bm25.train.trec", "--negative-depth", "100", "--
          "--eval-candidates", "{runs}/minilm.train.trec", "--eval-depth", "20", "--batch-size", "32",
          "--gradient-accumulation", "1", "--learning-rate", "2e-5", "--epochs", "1", "--eval-steps", "0",
          "--save-steps", "10", "--eval-batch-size", "32", "--doc-max-length", "192"]
-MINILM_SIDE = ["--l2-norm", "--pooling", "mean", "--score-scale", "20"]  # MiniLM's cosine, at RepBERT's dev-chosen scale
+# MiniLM's cosine vectors, at the score scale chosen on dev for the RepBERT recipe
+MINILM_SIDE = ["--l2-norm", "--pooling", "mean", "--score-scale", "20"]
 RECIPE_TRAIN = {
     "repbert": TRAIN,
     "repbert-short": [*SHORT, *MINILM_SIDE, "--query-segment-id", "0", "--doc-segment-id", "1",
@@ -181,7 +182,8 @@ def main() -> None:
         return
     out, seconds, cmd = train_stage(data, args.model, runs, args.recipe, name, args.extra)
     record = json.loads((out / "training.json").read_text())
-    print(f"trained in {seconds:.0f} s; kept step {record['kept_step']} of {record['steps']}; dev {record['dev_at_kept_step']}"
+    print(f"trained in {seconds:.0f} s; kept step {record['kept_step']} of {record['steps']}; "
+          f"dev {record['dev_at_kept_step']}"
           f" (start {record['dev_at_start']})")
     if args.stage == "train":
         return

@@ -29,8 +29,8 @@ from pyserini_dense_ext.train.recipes.mebert import MeBertRecipe
 from pyserini_dense_ext.train.recipes.tct_colbert import TctArgs, TctColBertRecipe
 
 from conftest import make_tiny_bert
-from test_train import (ROOT, SLOW_CLI, TOPICS, assert_round_trip, cli_code, log_rows, make_toy, toy, toy_run,  # noqa: F401
-                        train_ranking, weights)
+from test_train import (ROOT, SLOW_CLI, TOPICS, assert_round_trip, cli_code, log_rows, make_toy,  # noqa: F401
+                        toy, toy_run, train_ranking, weights)
 
 RECIPE_FLAGS = {"mebert": ["--num-vectors", "3", "--projection-dim", "16"], "debert": ["--num-vectors", "1"],
                 "colbert": ["--projection-dim", "16"], "tct_colbert": []}
@@ -279,7 +279,8 @@ def test_teacher_of_the_wrong_family_or_without_weights_is_refused(toy, tiny, te
     capsys.readouterr()
     assert cli_code(argv("tct_colbert", toy, tiny, out, "--teacher", str(wrong))) == 2
     err = capsys.readouterr().err
-    assert err.count("\n") == 1 and f"{wrong}: field 'family' is a tct_colbert model; --teacher needs a colbert dir" in err
+    assert err.count("\n") == 1
+    assert f"{wrong}: field 'family' is a tct_colbert model; --teacher needs a colbert dir" in err
     assert not out.exists() and not partial_dir(out).exists()
 
     broken = shutil.copytree(teacher, tmp_path / "broken")

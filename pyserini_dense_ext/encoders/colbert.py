@@ -110,7 +110,8 @@ def maxsim_arrays(query: np.ndarray, docs: Sequence[np.ndarray]) -> np.ndarray:
 
 
 def rerank(model: ColBertModel, queries: Mapping[str, str], candidates: Mapping[str, Sequence[str]],
-           texts: Mapping[str, str], batch_size: int = 32, progress: bool = False) -> dict[str, list[tuple[str, float]]]:
+           texts: Mapping[str, str], batch_size: int = 32, progress: bool = False
+           ) -> dict[str, list[tuple[str, float]]]:
     """Each query's candidate docids re-scored by MaxSim, best first (ties by docid); every distinct
     candidate document is encoded once. ``texts`` maps docids to document texts."""
     docids = sorted(set().union(*map(set, candidates.values()))) if candidates else []

@@ -1,8 +1,8 @@
 """ME-BERT (Luan et al., 2021): a document is its first m contextual token vectors.
 
-A query is its ``[CLS]`` vector (its mean with ``pooling: mean``, for checkpoints trained so); a document is the first m output vectors (``[CLS]`` included),
-optionally projected to k dims and layer-normalised (the same projection on both sides, so the
-two live in one space). The score is the maximum inner product over the m document vectors,
+A query is its ``[CLS]`` vector (its mean with ``pooling: mean``, for checkpoints trained so); a
+document is the first m output vectors (``[CLS]`` included), optionally projected to k dims and
+layer-normalised (the same projection on both sides, so the two live in one space). The score is the maximum inner product over the m document vectors,
 which an ANN index answers by holding m rows per document (see ``index`` and ``search``).
 m=1 is DE-BERT. Documents shorter than m tokens repeat their ``[CLS]`` vector in the unused
 slots, which leaves the max unchanged.
