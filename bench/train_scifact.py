@@ -1,15 +1,21 @@
-"""RepBERT recipe on SciFact from all-MiniLM-L6-v2: train on the train queries, score the test queries.
+"""Training recipes on SciFact from all-MiniLM-L6-v2: train on the train queries, score the test queries.
 
 Stages (each reuses what an earlier run left in bench/output/train/):
 
 1. ``runs``: the top 100 of BM25 (Pyserini Lucene, k1=0.9, b=0.4) and of the base MiniLM for the
-   809 train queries: hard negatives and dev candidates. Nothing here sees a test query.
-2. ``train``: ``python -m pyserini_dense_ext.train repbert`` with the options below (chosen on the
-   dev split held out from the train queries), timed as a whole command.
-3. ``test``: ``python -m pyserini_dense_ext.encode``, ``search`` and ``eval`` with the trained dir
-   and no encoder flag, on the 300 test queries; the base model's row comes from the same commands.
+   809 train queries (hard negatives and dev candidates; nothing here sees a test query), and BM25's
+   top 1000 for the 300 test queries (what the ColBERT teacher reranks).
+2. ``train``: ``python -m pyserini_dense_ext.train RECIPE`` with the options below, timed as a whole
+   command (the wall time of the recipe on this machine).
+3. ``test``: a bi-encoder is scored with ``python -m pyserini_dense_ext.encode``, ``search`` and
+   ``eval`` on the 300 test queries (trained dir, no encoder flag) and in a hybrid with BM25 at the
+   default fusion (``search.hybrid`` without a fusion group); the ColBERT teacher reranks the top 100
+   of BM25 and of the base dense run (``python -m pyserini_dense_ext.rerank --scorer colbert``), each
+   fused with BM25 by the same default (``fusion --method linear``: alpha 0.1, no normalisation).
 
-    python bench/train_scifact.py                       # all stages; writes bench/output/train_scifact.json
+    python bench/train_scifact.py                       # RepBERT, all stages: bench/output/train_scifact.repbert.json
+    python bench/train_scifact.py --recipe colbert --name colbert
+    python bench/train_scifact.py --recipe tct_colbert --name tct -- --teacher bench/output/train/models/colbert
     python bench/train_scifact.py --stage train --name lr5e-5 -- --learning-rate 5e-5   # a dev trial
 """
 from __future__ import annotations
@@ -28,12 +34,29 @@ WORK = OUTPUT / "train"
 # The MiniLM checkpoint's own settings (see encoders/presets.py): one segment, mean pooling, L2, 256 tokens.
 BASE = ["--family", "repbert", "--pooling", "mean", "--l2-norm", "--query-segment-id", "0", "--doc-segment-id", "0",
         "--query-max-length", "256", "--doc-max-length", "256"]
-# Chosen on the dev split (82 of the 809 train queries); see docs/training.md for the trials.
+# Chosen on the dev split (81 of the 809 train queries); see docs/training.md for the trials.
 TRAIN = ["--l2-norm", "--query-segment-id", "0", "--doc-segment-id", "0", "--query-max-length", "256",
          "--doc-max-length", "256", "--negatives", "{runs}/bm25.train.trec", "--negative-depth", "100",
          "--eval-candidates", "{runs}/minilm.train.trec", "--eval-depth", "20", "--batch-size", "32",
          "--gradient-accumulation", "1", "--learning-rate", "2e-5", "--epochs", "2", "--score-scale", "20",
          "--eval-steps", "25", "--save-steps", "25", "--eval-batch-size", "32"]
+# The other recipes: one epoch, documents cut at 192 tokens, one BM25 hard negative per pair (32 pairs a
+# batch), evaluated on the dev split at the end; the 2-core budget allowed no dev sweep for them.
+SHORT = ["--negatives", "{runs}/bm25.train.trec", "--negative-depth", "100", "--hard-negatives", "1",
+         "--eval-candidates", "{runs}/minilm.train.trec", "--eval-depth", "20", "--batch-size", "32",
+         "--gradient-accumulation", "1", "--learning-rate", "2e-5", "--epochs", "1", "--eval-steps", "0",
+         "--save-steps", "10", "--eval-batch-size", "32", "--doc-max-length", "192"]
+# MiniLM's cosine vectors, at the score scale chosen on dev for the RepBERT recipe
+MINILM_SIDE = ["--l2-norm", "--pooling", "mean", "--score-scale", "20"]
+RECIPE_TRAIN = {
+    "repbert": TRAIN,
+    "repbert-short": [*SHORT, *MINILM_SIDE, "--query-segment-id", "0", "--doc-segment-id", "1",
+                      "--query-max-length", "256"],  # the TCT student's data and steps, RepBERT's loss
+    "mebert": [*SHORT, *MINILM_SIDE, "--num-vectors", "3"],
+    "debert": [*SHORT, *MINILM_SIDE, "--num-vectors", "1"],
+    "colbert": SHORT,
+    "tct_colbert": [*SHORT, "--l2-norm", "--score-scale", "20"],
+}
 METRICS = ["ndcg@10", "recall@100"]
 
 
@@ -50,7 +73,7 @@ def sh(cmd: list[str], log: Path | None = None) -> float:
 
 
 def runs_stage(data: Path, model: str) -> Path:
-    """BM25 and base-MiniLM top 100 for the train queries (hard negatives and dev candidates)."""
+    """BM25 and base-MiniLM top 100 for the train queries (hard negatives, dev candidates), BM25 top 1000 for test."""
     runs = WORK / "runs"
     bm25_index, dense_index = WORK / "scifact-bm25", WORK / "scifact-minilm"
     py = sys.executable
@@ -60,16 +83,9 @@ def runs_stage(data: Path, model: str) -> Path:
     if not dense_index.exists():
         sh([py, "-m", "pyserini_dense_ext.encode", "input", "--corpus", str(data / "corpus.jsonl"), "encoder",
             "--encoder", model, *BASE, "output", "--index", str(dense_index)])
-    if not (runs / "bm25.train.trec").is_file():
-        from pyserini.search.lucene import LuceneSearcher
-
-        from pyserini_dense_ext.io import read_qrels, read_topics, write_run
-
-        topics = read_topics(data / "queries.jsonl", set(read_qrels(data / "qrels" / "train.tsv")))
-        searcher = LuceneSearcher(str(bm25_index))
-        searcher.set_bm25(0.9, 0.4)
-        hits = searcher.batch_search(list(topics.values()), list(topics), k=100, threads=2)
-        write_run(runs / "bm25.train.trec", {q: [(h.docid, h.score) for h in hits[q]] for q in topics}, tag="bm25")
+    for split, depth in (("train", 100), ("test", 1000)):
+        if not (runs / f"bm25.{split}.trec").is_file():
+            bm25_run(data, bm25_index, split, depth, runs / f"bm25.{split}.trec")
     if not (runs / "minilm.train.trec").is_file():
         sh([py, "-m", "pyserini_dense_ext.search", "--index", str(dense_index), "--encoder", model, *BASE,
             "--topics", str(data / "queries.jsonl"), "--qids-from", str(data / "qrels" / "train.tsv"),
@@ -77,10 +93,25 @@ def runs_stage(data: Path, model: str) -> Path:
     return runs
 
 
-def train_stage(data: Path, model: str, runs: Path, name: str, extra: list[str]) -> tuple[Path, float, list[str]]:
+def bm25_run(data: Path, index: Path, split: str, depth: int, out: Path) -> None:
+    """Pyserini's BM25 (k1=0.9, b=0.4) top ``depth`` for the queries judged in qrels/<split>.tsv."""
+    from pyserini.search.lucene import LuceneSearcher
+
+    from pyserini_dense_ext.io import read_qrels, read_topics, write_run
+
+    topics = read_topics(data / "queries.jsonl", set(read_qrels(data / "qrels" / f"{split}.tsv")))
+    searcher = LuceneSearcher(str(index))
+    searcher.set_bm25(0.9, 0.4)
+    hits = searcher.batch_search(list(topics.values()), list(topics), k=depth, threads=2)
+    write_run(out, {q: [(h.docid, h.score) for h in hits[q]] for q in topics}, tag="bm25")
+
+
+def train_stage(data: Path, model: str, runs: Path, recipe: str, name: str, extra: list[str]
+                ) -> tuple[Path, float, list[str]]:
     out = WORK / "models" / name
-    cmd = [sys.executable, "-m", "pyserini_dense_ext.train", "repbert", "--model", model, "--data", str(data),
-           *[a.format(runs=runs) for a in TRAIN], *extra, "--output", str(out), "--quiet"]
+    command = {"repbert-short": "repbert", "debert": "mebert"}.get(recipe, recipe)
+    cmd = [sys.executable, "-m", "pyserini_dense_ext.train", command, "--model", model, "--data", str(data),
+           *[a.format(runs=runs) for a in RECIPE_TRAIN[recipe]], *extra, "--output", str(out), "--quiet"]
     if out.exists():
         print(f"reusing {out} (delete it to train again)")
         return out, json.loads((out / "training.json").read_text())["train_seconds"], cmd
@@ -94,13 +125,40 @@ def test_stage(data: Path, encoder: str, name: str, flags: list[str], index: Pat
     if not index.exists():
         sh([py, "-m", "pyserini_dense_ext.encode", "input", "--corpus", str(data / "corpus.jsonl"), "encoder",
             "--encoder", encoder, *flags, "output", "--index", str(index)])
-    sh([py, "-m", "pyserini_dense_ext.search", "--index", str(index), "--encoder", encoder, *flags, "--topics",
-        str(data / "queries.jsonl"), "--qids-from", str(data / "qrels" / "test.tsv"), "--hits", "1000",
-        "--output", str(run), "--quiet"])
+    if not run.is_file():
+        sh([py, "-m", "pyserini_dense_ext.search", "--index", str(index), "--encoder", encoder, *flags, "--topics",
+            str(data / "queries.jsonl"), "--qids-from", str(data / "qrels" / "test.tsv"), "--hits", "1000",
+            "--output", str(run), "--quiet"])
+    hybrid = WORK / "runs" / f"{name}.hybrid.test.trec"
+    if not hybrid.is_file():
+        sh([py, "-m", "pyserini_dense_ext.search.hybrid", "dense", "--index", str(index), "--encoder", encoder, *flags,
+            "sparse", "--index", str(WORK / "scifact-bm25"), "--k1", "0.9", "--b", "0.4",
+            "run", "--topics", str(data / "queries.jsonl"), "--qids-from", str(data / "qrels" / "test.tsv"),
+            "--output", str(hybrid), "--hits", "1000", "--threads", "2"])
+    return {"dense": score(data, run), "hybrid with BM25": score(data, hybrid)}
+
+
+def score(data: Path, run: Path) -> dict[str, float]:
     from pyserini_dense_ext.eval import evaluate
     from pyserini_dense_ext.io import read_qrels, read_run
 
     return evaluate(read_run(run), read_qrels(data / "qrels" / "test.tsv"), METRICS)
+
+
+def rerank_stage(data: Path, model: Path, name: str) -> dict[str, dict[str, float]]:
+    """The ColBERT teacher reranks the top 100 of BM25 and of the base dense run; each fused with BM25."""
+    py, runs, out = sys.executable, WORK / "runs", {}
+    for first in ("bm25", "base"):
+        reranked, fused = runs / f"{name}.{first}.test.trec", runs / f"{name}.{first}.hybrid.test.trec"
+        sh([py, "-m", "pyserini_dense_ext.rerank", "--scorer", "colbert", "--encoder", str(model), "--run",
+            str(runs / f"{first}.test.trec"), "--corpus", str(data / "corpus.jsonl"), "--topics",
+            str(data / "queries.jsonl"), "--qids-from", str(data / "qrels" / "test.tsv"), "--depth", "100",
+            "--output", str(reranked), "--quiet"])
+        sh([py, "-m", "pyserini_dense_ext.fusion", "--runs", str(runs / "bm25.test.trec"), str(reranked),
+            "--method", "linear", "--k", "1000", "--output", str(fused)])
+        out[f"reranks {first} top 100"] = score(data, reranked)
+        out[f"reranks {first} top 100, hybrid with BM25"] = score(data, fused)
+    return out
 
 
 def main() -> None:
@@ -109,27 +167,32 @@ def main() -> None:
     parser.add_argument("--model", default=default_model(), help="MiniLM dir (default: the demo extra's)")
     parser.add_argument("--data", default=default_data(), help="SciFact in BEIR layout (default: ../shared/data)")
     parser.add_argument("--stage", choices=("runs", "train", "test", "all"), default="all")
-    parser.add_argument("--name", default="repbert", help="name of the trained model under bench/output/train/models")
+    parser.add_argument("--recipe", choices=sorted(RECIPE_TRAIN), default="repbert",
+                        help="options set above (repbert-short: RepBERT on the other recipes' data and steps; "
+                             "debert: mebert with m=1)")
+    parser.add_argument("--name", default=None, help="name of the trained model under bench/output/train/models "
+                                                     "(default: the recipe)")
     parser.add_argument("extra", nargs="*", help="after --: more train options (they win over the defaults above)")
     args = parser.parse_args()
     if not args.model or not args.data:
         parser.error("MiniLM (demo extra) and SciFact (DENSE_EXT_DATA or ../shared/data) are needed")
-    data = Path(args.data)
+    data, name = Path(args.data), args.name or args.recipe
     runs = runs_stage(data, args.model)
     if args.stage == "runs":
         return
-    out, seconds, cmd = train_stage(data, args.model, runs, args.name, args.extra)
+    out, seconds, cmd = train_stage(data, args.model, runs, args.recipe, name, args.extra)
     record = json.loads((out / "training.json").read_text())
-    print(f"trained in {seconds:.0f} s; kept step {record['kept_step']} of {record['steps']}; dev {record['dev_at_kept_step']}"
+    print(f"trained in {seconds:.0f} s; kept step {record['kept_step']} of {record['steps']}; "
+          f"dev {record['dev_at_kept_step']}"
           f" (start {record['dev_at_start']})")
     if args.stage == "train":
         return
+    base = test_stage(data, args.model, "base", BASE, WORK / "scifact-minilm")
+    trained = rerank_stage(data, out, name) if args.recipe == "colbert" else test_stage(data, str(out), name, [])
     result = {"command": " ".join(cmd), "train_wall_seconds": round(seconds, 1), "training": record,
-              "test": {"base MiniLM": test_stage(data, args.model, "base", BASE, WORK / "scifact-minilm"),
-                       f"RepBERT recipe ({args.name})": test_stage(data, str(out), args.name, [])},
-              "machine": machine()}
+              "test": {"base MiniLM": base, f"{args.recipe} ({name})": trained}, "machine": machine()}
     print(json.dumps(result["test"], indent=2))
-    print(f"wrote {write_json(f'train_scifact.{args.name}.json', result)}")
+    print(f"wrote {write_json(f'train_scifact.{name}.json', result)}")
 
 
 if __name__ == "__main__":

@@ -187,10 +187,13 @@ def test_one_registry_feeds_config_validation_pyserini_classes_and_every_cli():
     from pyserini_dense_ext.encoders import ENCODER_CLASSES, FAMILIES
     from pyserini_dense_ext.onnx.export import build_parser as export_parser
 
-    assert sorted(FAMILIES) == ["mebert", "repbert", "tct_colbert"]
+    assert sorted(FAMILIES) == ["colbert", "mebert", "repbert", "tct_colbert"]
     for name, family in FAMILIES.items():
         assert family.model.family == name
         assert EncoderConfig.for_family(name).to_dict() == {**EncoderConfig(family=name).to_dict(), **family.defaults}
+        if family.late_interaction:  # ColBERT: token matrices, no vector for Pyserini's classes
+            assert f"dense_ext.{name}" not in ENCODER_CLASSES and not hasattr(encoders, f"{family.class_prefix}QueryEncoder")
+            continue
         query_cls, doc_cls = ENCODER_CLASSES[f"dense_ext.{name}"]
         assert (query_cls.family, doc_cls.family) == (name, name)
         assert getattr(encoders, f"{family.class_prefix}QueryEncoder") is query_cls  # the README's public names

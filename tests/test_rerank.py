@@ -217,6 +217,14 @@ def test_cli_bad_input_exits_2_naming_file_line_and_field(tiny_family_dirs, tiny
     assert f"{out / 'index'}: field 'dim' has dimension 32 but the query encoder gives 48-dim vectors" in err
     assert not output.exists() and "Traceback" not in err
 
+    # each scorer names the input it scores from
+    no_index = ["--topics", topics, "--output", output, "--quiet"]
+    assert cli("--run", run, "--encoder", tiny_family_dirs["repbert"], *no_index) == 2
+    assert "--scorer dense needs --index" in capsys.readouterr().err
+    assert cli("--scorer", "colbert", "--run", run, "--encoder", tiny_family_dirs["repbert"], *no_index) == 2
+    assert "--scorer colbert needs --corpus" in capsys.readouterr().err
+    assert not output.exists()
+
 
 def test_multi_row_documents_need_not_be_consecutive(tmp_path):
     """A docid file naming each document m times in any order (say, a merge of per-vector shards) still gathers

@@ -63,7 +63,8 @@ def encode_texts(texts: Sequence[str], tokenize: Callable[[list[str]], Features]
                  pad_id: int, batch_size: int = 32, progress: bool = False, desc: str = "encoding") -> np.ndarray:
     """Tokenise all, run length-sorted batches (less padding), return vectors in input order.
 
-    Returns float32 ``(n, d)``, or ``(n, m, d)`` for multi-vector documents (ME-BERT).
+    Returns float32 ``(n, d)``, or ``(n, m, d)`` for multi-vector documents (ME-BERT), or an object
+    array of per-text arrays when ``infer`` returns one (ColBERT's token matrices).
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be positive, got {batch_size}")
@@ -76,9 +77,11 @@ def encode_texts(texts: Sequence[str], tokenize: Callable[[list[str]], Features]
     with progress_bar(len(texts), desc, "text", progress, leave=False) as bar:
         for start in range(0, len(texts), batch_size):
             rows = order[start:start + batch_size]
-            vectors = np.asarray(infer(collate(features, rows, pad_id)), dtype=np.float32)
+            vectors = infer(collate(features, rows, pad_id))
+            if vectors.dtype != object:  # ragged outputs (ColBERT's token matrices) come as object arrays
+                vectors = np.asarray(vectors, dtype=np.float32)
             if out is None:
-                out = np.empty((len(texts),) + vectors.shape[1:], dtype=np.float32)
+                out = np.empty((len(texts),) + vectors.shape[1:], dtype=vectors.dtype)
             out[rows] = vectors
             bar.update(len(rows))
     assert out is not None
@@ -174,6 +177,14 @@ class DenseModel(torch.nn.Module):
     def encode(self, texts: Sequence[str], side: Side, batch_size: int = 32, progress: bool = False,
                max_length: int | None = None) -> np.ndarray:
         """Texts to float32 vectors in input order; ``(n, d)`` or ``(n, m, d)``."""
+        return self.run_batches(texts, side, lambda out, batch: out.float().cpu().numpy(), batch_size, progress,
+                                max_length, desc=f"encoding {side}s")
+
+    def run_batches(self, texts: Sequence[str], side: Side, finish: Callable[[torch.Tensor, Batch], np.ndarray],
+                    batch_size: int, progress: bool, max_length: int | None = None,
+                    desc: str = "encoding") -> np.ndarray:
+        """:func:`encode_texts` with this model in eval mode, no gradients; ``finish`` turns one batch's
+        output (and its inputs) into arrays (float32 vectors, or ColBERT's per-text token matrices)."""
         side = check_side(side)
         was_training = self.training
         self.eval()
@@ -181,11 +192,11 @@ class DenseModel(torch.nn.Module):
         @torch.inference_mode()
         def infer(batch: Batch) -> np.ndarray:
             tensors = {k: torch.from_numpy(v).to(self.device) for k, v in batch.items()}
-            return self(**tensors, side=side).float().cpu().numpy()
+            return finish(self(**tensors, side=side), batch)
 
         try:
             return encode_texts(texts, lambda t: self.features(t, side, max_length), infer, self.tokenizer.pad_token_id,
-                                batch_size, progress, desc=f"encoding {side}s")
+                                batch_size, progress, desc=desc)
         finally:
             self.train(was_training)
 

@@ -36,7 +36,7 @@ class EncoderConfig:
 
     family: str = field(metadata=option("encoder family; overrides the dir's dense_ext.json (a plain HF dir needs "
                                         "it unless an index records it)"))
-    pooling: str = field(default="mean", metadata=option("pooling (RepBERT: mean or cls)", choices=POOLINGS))
+    pooling: str = field(default="mean", metadata=option("pooling (RepBERT; ME-BERT queries): mean or cls", choices=POOLINGS))
     l2_norm: bool = field(default=False, metadata=option("L2-normalise vectors (cosine similarity)"))
     query_max_length: int = field(default=20, metadata=option("query token limit", metavar="N"))
     doc_max_length: int = field(default=256, metadata=option("document token limit", metavar="N",
@@ -48,7 +48,7 @@ class EncoderConfig:
                                                            choices=SEGMENT_IDS))
     num_vectors: int = field(default=1, metadata=option("ME-BERT vectors per document", metavar="M"))
     projection_dim: int | None = field(default=None, metadata=option(
-        "ME-BERT projection size (needs trained projection weights in the dir)", metavar="K"))
+        "ME-BERT / ColBERT projection size (needs trained projection weights in the dir)", metavar="K"))
     extra: dict[str, Any] = field(default_factory=dict)
 
     @classmethod

@@ -17,6 +17,8 @@ class Family:
 
     ``class_prefix`` names its Pyserini classes (``RepBert`` -> ``RepBertQueryEncoder``,
     ``RepBertDocumentEncoder``); ``defaults`` are the :class:`EncoderConfig` fields the paper sets.
+    A ``late_interaction`` family (ColBERT) scores token matrices, not vectors: it gets no Pyserini
+    classes, index or ONNX export, only its scorer (``rerank --scorer``).
     """
 
     name: str
@@ -25,6 +27,7 @@ class Family:
     summary: str
     defaults: Mapping[str, Any] = field(default_factory=dict)
     checks: tuple[ConfigCheck, ...] = ()
+    late_interaction: bool = False
 
     def __post_init__(self) -> None:
         if self.model.family != self.name:

@@ -1,8 +1,8 @@
 """ME-BERT (Luan et al., 2021): a document is its first m contextual token vectors.
 
-A query is its ``[CLS]`` vector; a document is the first m output vectors (``[CLS]`` included),
-optionally projected to k dims and layer-normalised (the same projection on both sides, so the
-two live in one space). The score is the maximum inner product over the m document vectors,
+A query is its ``[CLS]`` vector (its mean with ``pooling: mean``, for checkpoints trained so); a
+document is the first m output vectors (``[CLS]`` included), optionally projected to k dims and
+layer-normalised (the same projection on both sides, so the two live in one space). The score is the maximum inner product over the m document vectors,
 which an ANN index answers by holding m rows per document (see ``index`` and ``search``).
 m=1 is DE-BERT. Documents shorter than m tokens repeat their ``[CLS]`` vector in the unused
 slots, which leaves the max unchanged.
@@ -17,7 +17,7 @@ from safetensors.torch import load_file, save_file
 from typing import TYPE_CHECKING
 
 from ..io.errors import InputError
-from .base import DenseModel
+from .base import DenseModel, masked_mean
 from .family import Family
 from .interface import Side
 
@@ -45,8 +45,8 @@ class MeBertModel(DenseModel):
         return config.num_vectors if side == "document" else 1
 
     def pool(self, hidden: torch.Tensor, attention_mask: torch.Tensor, side: Side) -> torch.Tensor:
-        if side == "query":
-            vectors = hidden[:, 0]
+        if side == "query":  # the paper's [CLS]; --pooling mean for checkpoints trained that way (MiniLM)
+            vectors = hidden[:, 0] if self.config.pooling == "cls" else masked_mean(hidden, attention_mask)
         else:
             m = self.config.num_vectors
             cls = hidden[:, :1]

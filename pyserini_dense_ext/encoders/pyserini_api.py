@@ -117,7 +117,7 @@ def _family_classes(family: Family) -> tuple[type[DenseQueryEncoder], type[Dense
 
 
 # family -> (query class, document class), generated: RepBertQueryEncoder, TctColBertDocumentEncoder, ...
-FAMILY_CLASSES = {name: _family_classes(family) for name, family in FAMILIES.items()}
+FAMILY_CLASSES = {name: _family_classes(family) for name, family in FAMILIES.items() if not family.late_interaction}
 globals().update({cls.__name__: cls for pair in FAMILY_CLASSES.values() for cls in pair})
 
 # Keys in Pyserini's class maps. Prefixed, so Pyserini's substring guess never lands on ours by accident.

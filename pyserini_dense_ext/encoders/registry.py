@@ -6,10 +6,10 @@ Pyserini classes (:mod:`.pyserini_api`) and ONNX export. A new family is a modul
 """
 from __future__ import annotations
 
-from . import mebert, repbert, tct_colbert
+from . import colbert, mebert, repbert, tct_colbert
 from .family import Family
 
-FAMILIES: dict[str, Family] = {module.FAMILY.name: module.FAMILY for module in (repbert, tct_colbert, mebert)}
+FAMILIES: dict[str, Family] = {module.FAMILY.name: module.FAMILY for module in (repbert, tct_colbert, mebert, colbert)}
 
 
 def get_family(name: str) -> Family:

@@ -27,6 +27,7 @@ from ..cli import add_config_options, encoder_overrides, run_cli
 from ..encoders.base import INPUT_NAMES, DenseModel, collate
 from ..encoders.interface import SIDES, Side, check_side
 from ..encoders.loading import load_model, resolve_config
+from ..encoders.registry import FAMILIES
 from ..io.errors import InputError
 from ..io.lock import output_lock
 from .cache import export_path
@@ -176,6 +177,9 @@ def _export(model_dir: str | Path, side: Side, output: Path, family: str | None,
         raise FileExistsError(f"{output} or {tok_dir} already exists; pass --overwrite to replace them")
 
     model = load_model(model_dir, family=family, **overrides)
+    if FAMILIES[model.config.family].late_interaction:
+        raise InputError(model_dir, f"is a {model.config.family} model (late interaction: token matrices, not one "
+                                    "vector per text), which has no single-vector ONNX export", field="family")
     use_eager_attention(model)
     layers = int(model.backbone.config.num_hidden_layers)
     output.parent.mkdir(parents=True, exist_ok=True)

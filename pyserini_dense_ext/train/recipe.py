@@ -29,6 +29,7 @@ import torch
 
 from ..encoders import load_model
 from ..encoders.base import DenseModel
+from ..encoders.config import EncoderConfig
 from ..io.qrels import Qrels
 from ..io.runs import Run
 from .args import ENCODER_FIELDS, NoArgs, TrainArgs
@@ -103,8 +104,16 @@ class BiEncoderRecipe(Recipe):
 
     def prepare(self) -> None:
         self.data = load_training_data(self.args)
-        self.model = load_model(self.args.model, family=self.family, device=str(self.device), strict=False,
-                                **self.model_overrides())
+        self.model = load_model(self.args.model, family=self.family, device=str(self.device),
+                                strict=self.continues_family_dir(), **self.model_overrides())
+
+    def continues_family_dir(self) -> bool:
+        """Whether ``--model`` is already a model of this family with these extra weights (say, an ME-BERT dir
+        with its projection): then those weights must be there. A plain checkpoint, or new extra weights
+        asked for by flags, starts them fresh."""
+        own = EncoderConfig.load(self.args.model)
+        return own is not None and own.family == self.family and \
+            self.model_overrides().get("projection_dim") in (None, own.projection_dim)
 
     @property
     def module(self) -> torch.nn.Module:

@@ -14,104 +14,31 @@ accumulation 2, seed 42; queries 20 and documents 256 tokens with segment ids 0 
 defaults). Its batches are 26 (query, document) rows, a positive and a BM25 negative per query,
 which is 13 pairs with one hard negative each here. It warms up for 10,000 steps of a one-epoch
 MS MARCO run; warm-up here is a share of the steps (10%), as 10,000 steps outlast small data sets.
+Batches are :mod:`..pairs`'s, shared with the other pair-batch recipes.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any
-
-import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..args import arg
-from ..recipe import BiEncoderRecipe, epoch_rng
+from ..pairs import PairBatch, PairRecipe
 
 
-@dataclass
-class RepBertArgs:
-    """repbert: the RepBERT recipe's own options"""
-
-    hard_negatives: int | None = arg(None, "hard negatives per training pair, drawn from the top --negative-depth "
-                                           "hits of --negatives without the query's judged positives (topped up "
-                                           "with random documents where a query has too few); default: 1 with "
-                                           "--negatives (the paper's BM25 triples), 0 (in-batch only) without",
-                                     metavar="N")
-    score_scale: float = arg(1.0, "multiply scores before the loss. The margin is 1: fine for the paper's "
-                                  "unnormalised vectors, but half the whole range of cosine scores for an "
-                                  "--l2-norm model, where a scale near 20 makes it 0.05")
-
-    def validate(self) -> None:
-        if self.hard_negatives is not None and self.hard_negatives < 0:
-            raise ValueError(f"--hard-negatives must be >= 0, got {self.hard_negatives}")
-        if not self.score_scale > 0:
-            raise ValueError(f"--score-scale must be positive, got {self.score_scale}")
-
-
-@dataclass(frozen=True)
-class RepBertBatch:
-    qids: list[str]  # one row per pair (a query with two positives appears twice)
-    doc_rows: list[int]  # the batch's distinct documents (corpus rows): its columns
-    targets: np.ndarray  # int64 (B, C): each row's relevant columns first, then -1 (MultiLabelMarginLoss's format)
-
-
-class RepBertRecipe(BiEncoderRecipe):
+class RepBertRecipe(PairRecipe):
     name = "repbert"
     family = "repbert"
     summary = "RepBERT: mean-pooled bi-encoder, in-batch (+ hard) negatives, MultiLabelMarginLoss"
     example = ("python -m pyserini_dense_ext.train repbert --model MODEL_DIR --data data/scifact \\\n"
                "    --negatives runs/bm25.train.trec --output models/repbert-scifact")
-    Args = RepBertArgs
     defaults = dict(learning_rate=3e-6, batch_size=13, gradient_accumulation=2, weight_decay=0.01,
                     adam_epsilon=1e-8, max_grad_norm=1.0, seed=42)
+    default_hard_negatives = 1  # the paper's (query, positive, BM25 negative) triples
 
-    def prepare(self) -> None:
-        if self.options.hard_negatives and not self.args.negatives:
-            raise ValueError(f"--hard-negatives {self.options.hard_negatives} needs --negatives RUN")
-        super().prepare()
-        self.n_negatives = self.options.hard_negatives if self.options.hard_negatives is not None else \
-            int(bool(self.args.negatives))
-        self.pairs = self.data.pairs()
-        self.positives = {q: self.data.positive_rows(q) for q in self.data.train_qrels}
-
-    def sample_negatives(self, qid: str, rng: np.random.Generator) -> list[int]:
-        """``n_negatives`` rows from the query's run hits, topped up with random non-relevant documents."""
-        pool = self.data.negatives.get(qid, [])
-        if len(pool) >= self.n_negatives:
-            return rng.choice(pool, self.n_negatives, replace=False).tolist()
-        picked, taken = list(pool), self.positives[qid] | set(pool)
-        while len(picked) < self.n_negatives and len(taken) < len(self.data.corpus):
-            row = int(rng.integers(len(self.data.corpus)))
-            if row not in taken:
-                picked.append(row)
-                taken.add(row)
-        return picked
-
-    def batches(self, epoch: int) -> list[RepBertBatch]:
-        rng = epoch_rng(self.args.seed, epoch)
-        order = rng.permutation(len(self.pairs))
-        out = []
-        for start in range(0, len(order), self.args.batch_size):
-            chunk = [self.pairs[i] for i in order[start:start + self.args.batch_size]]
-            columns = []
-            for qid, row in chunk:
-                columns += [row, *self.sample_negatives(qid, rng)]
-            columns = list(dict.fromkeys(columns))
-            targets = np.full((len(chunk), len(columns)), -1, dtype=np.int64)
-            for r, (qid, _) in enumerate(chunk):
-                relevant = [c for c, row in enumerate(columns) if row in self.positives[qid]]
-                targets[r, :len(relevant)] = relevant
-            out.append(RepBertBatch([q for q, _ in chunk], columns, targets))
-        return out
-
-    def loss(self, batch: RepBertBatch) -> torch.Tensor:
-        queries = self.model.embed([self.data.queries[q] for q in batch.qids], "query")
-        docs = self.model.embed([self.data.corpus.texts[r] for r in batch.doc_rows], "document")
+    def loss(self, batch: PairBatch) -> torch.Tensor:
+        queries = self.model.embed(self.query_texts(batch), "query")
+        docs = self.model.embed(self.doc_texts(batch), "document")
         scores = self.options.score_scale * queries @ docs.T
         return F.multilabel_margin_loss(scores.float(), torch.from_numpy(batch.targets).to(scores.device))
-
-    def provenance(self) -> dict[str, Any]:
-        return {**super().provenance(), "hard_negatives_per_pair": self.n_negatives}
 
 
 RECIPE = RepBertRecipe
