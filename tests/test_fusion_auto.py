@@ -99,6 +99,73 @@ def test_auto_estimates_one_weight_over_all_queries_fused_together():
         fuse([*runs, runs[0]], "auto")
 
 
+def reference_auto(sparse: dict, dense: dict, k: int, tau: float = 0.15, beta: float = 8.0) -> dict:
+    """auto recomputed from its formula with plain Python (statistics.pstdev, sets, sorted): no Pool, no numpy."""
+    import statistics
+
+    def zscores(hits):
+        if not hits:
+            return {}
+        values = [s for _, s in hits]
+        mean, std = statistics.fmean(values), max(statistics.pstdev(values), 1e-9)
+        return {d: (s - mean) / std for d, s in hits}
+
+    qids = list(dict.fromkeys([*sparse, *dense]))
+    z = {q: (zscores(sparse.get(q, [])), zscores(dense.get(q, []))) for q in qids}
+    used = [q for q in qids if sparse.get(q) or dense.get(q)]
+    overlap = sum(len({d for d, _ in sparse.get(q, [])[:10]} & {d for d, _ in dense.get(q, [])[:10]}) / 10
+                  for q in used) / len(used)
+    c_s, c_d = (sum(max(z[q][i].values(), default=0.0) for q in used) / len(used) for i in (0, 1))
+    g = min(1.0, overlap / tau)
+    c_s, c_d = max(c_s, 0.0) ** beta, max(c_d, 0.0) ** beta
+    w = g / 2 + (1 - g) * (c_d / (c_s + c_d) if c_s + c_d > 0 else 0.5)
+    fused = {}
+    for q in qids:
+        zs, zd = z[q]
+        scored = {d: (1 - w) * zs.get(d, 0.0) + w * zd.get(d, 0.0) for d in {*zs, *zd}}
+        fused[q] = sorted(scored.items(), key=lambda h: (-h[1], h[0]))[:k]
+    return {"dense_weight": w, "run": fused}
+
+
+def random_pair(seed: int, shared: float, n_queries: int = 25):
+    """Two runs over one docid space: lists of 0 to 60 hits, a ``shared`` fraction of the dense list drawn from
+    the sparse one (and ranked alike), rounded scores (exact ties), one query with no dense hits and one with a
+    single dense hit."""
+    rng = np.random.default_rng(seed)
+    sparse, dense = {}, {}
+    for q in range(n_queries):
+        docs = [f"d{i}" for i in rng.choice(5000, size=120, replace=False)]
+        s_docs = docs[:int(rng.integers(1, 61))]
+        n_dense = 0 if q == n_queries - 1 else 1 if q == 0 else int(rng.integers(2, 61))
+        n_shared = min(len(s_docs), int(round(shared * n_dense)))
+        d_docs = list(rng.choice(s_docs, size=n_shared, replace=False)) + docs[60:60 + n_dense - n_shared]
+        s_scores = {d: float(np.round(rng.gamma(2.0, 3.0), 1)) for d in s_docs}
+        # a shared document scores higher in dense where it scores higher in sparse: the top 10s agree
+        d_scores = {str(d): float(np.round(0.5 + s_scores.get(d, 0.0) / 40 + rng.normal(0.1, 0.05), 3))
+                    for d in d_docs}
+        sparse[f"q{q}"] = sorted(s_scores.items(), key=lambda h: (-h[1], h[0]))
+        dense[f"q{q}"] = sorted(d_scores.items(), key=lambda h: (-h[1], h[0]))
+    return sparse, dense
+
+
+@pytest.mark.parametrize("seed", range(4))
+@pytest.mark.parametrize("shared", [0.0, 0.05, 0.6])
+def test_auto_equals_a_brute_force_recomputation(seed, shared):
+    sparse, dense = random_pair(seed, shared)
+    reference = reference_auto(sparse, dense, k=50)
+    pools = [pool([as_hits(sparse[q]), as_hits(dense[q])]) for q in sparse]
+    assert calibrate(pools)["dense_weight"] == pytest.approx(reference["dense_weight"], abs=1e-12)
+    got = fuse([sparse, dense], "auto", k=50)
+    assert list(got) == list(reference["run"])
+    for q, expected in reference["run"].items():
+        assert [d for d, _ in got[q]] == [d for d, _ in expected], q
+        assert [s for _, s in got[q]] == pytest.approx([s for _, s in expected], abs=1e-12), q
+    if shared == 0.6:  # both regimes are exercised: lists that agree are fused equally, others are not
+        assert reference["dense_weight"] == 0.5
+    elif shared == 0.0:
+        assert reference["dense_weight"] != pytest.approx(0.5, abs=0.01)
+
+
 # ---------------------------------------------------------------- edge cases
 @pytest.mark.parametrize("method", ["auto", "agreement", "dispersion", "borda"])
 def test_empty_list_returns_the_other_list(method):
