@@ -162,7 +162,10 @@ def dense_searcher(indexes, family="repbert", index_type="flat"):
 
 @pytest.mark.parametrize("normalization", [False, True])
 @pytest.mark.parametrize("weight_on_dense", [False, True])
-def test_linear_equals_pyserini_hybrid_searcher(indexes, normalization, weight_on_dense):
+@pytest.mark.parametrize("alpha", [0.7, None])
+def test_linear_equals_pyserini_hybrid_searcher(indexes, normalization, weight_on_dense, alpha):
+    """Pyserini's arguments mean Pyserini's fusion: with or without ``alpha`` (then Pyserini's default 0.1), and
+    with no ``fusion=`` (the default fusion, ``auto``, applies only to calls that give none of them)."""
     from pyserini.search.faiss import FaissSearcher
     from pyserini.search.hybrid import HybridSearcher as PyseriniHybrid
 
@@ -173,9 +176,16 @@ def test_linear_equals_pyserini_hybrid_searcher(indexes, normalization, weight_o
     theirs_dense = FaissSearcher(str(indexes["dense"]["repbert", "flat"]),
                                  load_query_encoder(indexes["models"]["repbert"]))
     qids = [f"q{i}" for i in range(len(QUERIES) - 1)]  # Pyserini divides by zero on the no-BM25-hit query
-    kwargs = dict(k0=30, k=1000, alpha=0.7, normalization=normalization, weight_on_dense=weight_on_dense)
+    kwargs = dict(k0=30, k=1000, normalization=normalization, weight_on_dense=weight_on_dense,
+                  **({} if alpha is None else {"alpha": alpha}))
     theirs = PyseriniHybrid(theirs_dense, sparse).batch_search(QUERIES[:-1], qids, threads=2, **kwargs)
-    ours = HybridSearcher(dense_searcher(indexes), sparse).batch_search(QUERIES[:-1], qids, threads=2, **kwargs)
+    ours_searcher = HybridSearcher(dense_searcher(indexes), sparse)
+    ours = ours_searcher.batch_search(QUERIES[:-1], qids, threads=2, **kwargs)
+    assert "dense_weight" not in ours_searcher.fusion_params  # linear's parameters, not auto's estimate
+    one = ours_searcher.search(QUERIES[1], **kwargs)
+    assert_same_ranking([(h.docid, h.score) for h in one],
+                        [(h.docid, float(h.score)) for h in PyseriniHybrid(theirs_dense, sparse).search(QUERIES[1],
+                                                                                                       **kwargs)])
     for qid in qids:
         # Same vectors, same BM25. Pyserini's arithmetic mixes Python floats with FaissSearcher's np.float32
         # scores, which numpy (NEP 50) rounds to float32; ours stays float64. So: equal to float32 precision,
@@ -444,7 +454,9 @@ def test_cli_default_fusion_is_auto_and_alpha_means_linear(indexes, tmp_path, ca
     qids = [f"q{i}" for i in range(len(QUERIES))]
     for extra, tag, expected in (([], "hybrid-auto", hybrid.batch_search(QUERIES, qids, k0=30, k=10)),
                                  (["fusion", "--alpha", "0.5", "--hits", "30"], "hybrid-linear",
-                                  hybrid.batch_search(QUERIES, qids, k0=30, k=10, alpha=0.5))):
+                                  hybrid.batch_search(QUERIES, qids, k0=30, k=10, alpha=0.5)),
+                                 (["fusion", "--normalization", "--hits", "30"], "hybrid-linear",  # Pyserini's flag
+                                  hybrid.batch_search(QUERIES, qids, k0=30, k=10, normalization=True))):
         out = tmp_path / f"{tag}.trec"
         hits = [] if extra else ["fusion", "--hits", "30"]
         assert main(cli_groups(indexes, tmp_path, *extra, *hits, "run", "--topics", str(topics), "--output",
