@@ -227,7 +227,7 @@ def load_setting(name: str, split: str, data: dict[str, Path]):
 def score_rows(lists, qrels, rows, with_oracle: bool = True) -> dict[str, Any]:
     from pyserini_dense_ext.eval.metrics import evaluate
     from pyserini_dense_ext.fusion import pool, to_ranking
-    from pyserini_dense_ext.fusion.auto import calibrate
+    from pyserini_dense_ext.fusion.auto import calibrate, evidence
 
     pools = [pool([s, d], q) for q, (s, d) in lists.items()]
     out = {"BM25": evaluate({q: to_ranking(h[0]) for q, h in lists.items()}, qrels, [METRIC])[METRIC],
@@ -235,6 +235,8 @@ def score_rows(lists, qrels, rows, with_oracle: bool = True) -> dict[str, Any]:
     for _, label, method, params in rows:
         out[label] = ndcg(pools, list(lists), qrels, method, **params)
     out["auto dense weight"] = calibrate(pools)["dense_weight"]
+    overlap, confidence, _ = evidence(pools)  # what auto's weight is computed from
+    out["top-10 overlap"], out["top z-score"] = overlap, confidence.tolist()
     if with_oracle:
         out["oracle"], out["oracle setting"] = oracle(lists, pools, qrels)
     return out
@@ -261,6 +263,10 @@ def markdown(columns: dict[str, dict[str, Any]], rows, mean_of: list[str] | None
         lines.append("| " + " | ".join([name] + cells) + " |")
     lines.append("| auto's estimated dense weight | " + " | ".join(f"{columns[n]['auto dense weight']:.3f}"
                                                               for n in names) + (" | |" if mean_of else " |"))
+    lines.append("| mean top-10 overlap of BM25 and dense | " + " | ".join(f"{columns[n]['top-10 overlap']:.3f}"
+                                                                     for n in names) + (" | |" if mean_of else " |"))
+    lines.append("| mean top z-score, BM25 / dense | " + " | ".join("{:.2f} / {:.2f}".format(*columns[n]["top z-score"])
+                                                                   for n in names) + (" | |" if mean_of else " |"))
     lines.append("| oracle setting | " + " | ".join(columns[n]["oracle setting"] for n in names)
                  + (" | |" if mean_of else " |"))
     return "\n".join(lines)
@@ -304,7 +310,9 @@ def main() -> None:
     collections = {"SciFact test": score_rows(*load_setting("scifact", "eval", data), rows),
                    "Cranfield": score_rows(*load_setting("cranfield", "tune", data), rows)}
     stress = {"SciFact train": score_rows(train_lists, train_qrels, rows)}
-    stress.update({STRESS[name]: score_rows(*load_setting(name, "tune", data), rows) for name in STRESS})
+    for name in STRESS:
+        print(f"scoring {name}", flush=True)
+        stress[STRESS[name]] = score_rows(*load_setting(name, "tune", data), rows)
     text = ("## Collections (nDCG@10; ↓ = below the better of BM25 and dense)\n\n"
             + markdown(collections, rows, mean_of=list(collections))
             + "\n\n## SciFact train (where the default was chosen) and stress settings on SciFact train (nDCG@10)\n\n"
