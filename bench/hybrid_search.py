@@ -16,6 +16,10 @@ queries/s, and where each spends its time.
 Checks, printed: (1) our BM25 arrays equal ``LuceneSearcher.batch_search`` at k0 for every query
 (docids, order, scores); (2) top-10 lists equal Pyserini's hybrid ones; where they differ, the
 cause is isolated by fusing Pyserini's own dense and sparse hits with our fusion function.
+
+Then (``--fusions``, default ``auto rrf``) our own ``batch_search`` with each fusion method in
+turn, alternating per round: what the default ``auto`` costs over RRF, end to end and in the
+fusion step alone (pooling included).
 """
 from __future__ import annotations
 
@@ -52,6 +56,8 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--normalization", action="store_true", help="Pyserini's centred normalisation")
     p.add_argument("--threads", type=int, default=2, help="threads for Lucene, FAISS and torch (default 2)")
     p.add_argument("--rounds", type=int, default=5, help="timed rounds per searcher (default 5)")
+    p.add_argument("--fusions", nargs="*", default=["auto", "rrf"],
+                   help="our fusion methods to time against the first (default: auto rrf); none to skip")
     p.add_argument("--json", default=str(ROOT / "bench" / "output" / "hybrid_search.json"), help="results file")
     args = p.parse_args()
     if not args.data or not (Path(args.data) / "corpus.jsonl").is_file():
@@ -191,9 +197,39 @@ def main() -> None:
               f"{fusion_only} still differ when our fusion is fed Pyserini's own hits (query vectors differ by "
               f"at most {result['ours'][name]['max_abs_query_vector_difference']:.2e})")
     print(f"  BM25 arrays equal LuceneSearcher.batch_search: {sparse_equal}/{len(qids)} queries")
+    if len(args.fusions) > 1:
+        result["fusions"] = compare_fusions(HybridSearcher, ours_dense["torch"], lucene, texts, qids, args)
     Path(args.json).parent.mkdir(parents=True, exist_ok=True)
     Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
     print(f"wrote {args.json}")
+
+
+def compare_fusions(hybrid_class, dense, lucene, texts, qids, args) -> dict:
+    """Our batch_search with each of ``args.fusions``, alternating per round, fresh searcher each pass."""
+    import statistics
+
+    seconds: dict[str, list[float]] = {f: [] for f in args.fusions}
+    fuse: dict[str, list[float]] = {f: [] for f in args.fusions}
+    for r in range(args.rounds):
+        for fusion in args.fusions if r % 2 == 0 else args.fusions[::-1]:
+            hybrid = hybrid_class(dense, lucene)
+            start = time.perf_counter()
+            hybrid.batch_search(texts, qids, k0=args.k0, k=args.k, threads=args.threads, fusion=fusion)
+            seconds[fusion].append(time.perf_counter() - start)
+            fuse[fusion].append(hybrid.timings["fuse"])
+        print(f"fusions round {r + 1}: " + ", ".join(f"{f} {len(qids) / seconds[f][-1]:.1f} q/s (fuse "
+                                                      f"{fuse[f][-1]:.3f}s)" for f in args.fusions), flush=True)
+    first, out = args.fusions[0], {}
+    for other in args.fusions[1:]:
+        total = statistics.median(a / b for a, b in zip(seconds[first], seconds[other]))
+        step = statistics.median(a / b for a, b in zip(fuse[first], fuse[other]))
+        extra_ms = statistics.median((a - b) * 1000 / len(qids) for a, b in zip(fuse[first], fuse[other]))
+        out[f"{first}_over_{other}"] = {"time_ratio_median_of_rounds": total, "fuse_step_ratio_median": step,
+                                        "extra_fuse_ms_per_query_median": extra_ms}
+        print(f"  {first} vs {other}: end-to-end time x{total:.3f} (median of per-round ratios), fusion step "
+              f"x{step:.2f}, {extra_ms:+.3f} ms per query in fusion")
+    out["seconds"], out["fuse_seconds"] = seconds, fuse
+    return out
 
 
 if __name__ == "__main__":

@@ -120,7 +120,7 @@ def parse_groups(parsers: dict[str, argparse.ArgumentParser], argv: Sequence[str
 
 def add_fusion_options(parser: argparse.ArgumentParser, with_method: bool = True) -> None:
     """Method choice and its parameters (see ``pyserini_dense_ext.fusion.METHODS``)."""
-    from .fusion import METHODS, NORMALIZATIONS
+    from .fusion import METHODS, NORMALIZATIONS, PREDICTORS
 
     if with_method:
         parser.add_argument("--method", choices=sorted(METHODS), required=True, help="fusion method (see below)")
@@ -135,6 +135,10 @@ def add_fusion_options(parser: argparse.ArgumentParser, with_method: bool = True
                         help="per-list score normalisation before fusing (linear/weighted default none, "
                              "combsum/combmnz default min-max; centred = Pyserini's HybridSearcher)")
     parser.add_argument("--rrf-k", type=float, default=None, help="rrf: the k in 1/(k + rank) (default 60)")
+    parser.add_argument("--dense-weight", type=float, default=None,
+                        help="auto: use this dense weight in [0, 1] instead of estimating it from the runs")
+    parser.add_argument("--predictor", choices=PREDICTORS, default=None,
+                        help="dispersion: the score-dispersion predictor weighting each list (default zmax)")
 
 
 def fusion_from_args(args: argparse.Namespace):
@@ -143,7 +147,8 @@ def fusion_from_args(args: argparse.Namespace):
     from .fusion import UnknownParameters, resolve
 
     given = {"alpha": args.alpha, "weight_on_dense": args.weight_on_dense, "weights": args.weights,
-             "normalization": args.normalization, "rrf_k": args.rrf_k}
+             "normalization": args.normalization, "rrf_k": args.rrf_k, "dense_weight": args.dense_weight,
+             "predictor": args.predictor}
     try:
         return resolve(args.method, **{k: v for k, v in given.items() if v is not None})
     except UnknownParameters as e:

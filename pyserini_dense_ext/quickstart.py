@@ -19,7 +19,7 @@ import pyserini_dense_ext  # noqa: F401  (Java/offline set-up before Pyserini lo
 
 from .cli import add_encoder_options, encoder_overrides, run_cli
 from .encoders.presets import MINILM, minilm_dir
-from .fusion import METHODS
+from .fusion import DEFAULT_METHOD, METHODS
 
 EMBEDDED_DATA = Path(__file__).parent / "data" / "cranfield"
 METRICS = ("ndcg@10", "mrr@10", "recall@100", "recall@1000", "map")
@@ -50,8 +50,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--hits", type=int, default=1000, help="documents per query in each run")
     p.add_argument("--threads", type=int, default=2, help="Lucene and FAISS threads")
     p.add_argument("--bm25", type=float, nargs=2, default=(0.9, 0.4), metavar=("K1", "B"), help="BM25 parameters")
-    p.add_argument("--fusion", choices=sorted(METHODS), default="rrf",
-                   help="fusion method for the hybrid run, with its default parameters (default rrf, k=60)")
+    p.add_argument("--fusion", choices=sorted(METHODS), default=DEFAULT_METHOD,
+                   help=f"fusion method for the hybrid run (default {DEFAULT_METHOD}: needs no judged queries, "
+                        "see docs/fusion_default.md)")
     add_encoder_options(p, encoder_default="all-MiniLM-L6-v2 from the demo extra")
     for action in p._actions:  # one model dir for both sides, or one ONNX export per side
         if action.dest == "encoder":
@@ -93,6 +94,17 @@ def load_encoders(args: argparse.Namespace) -> tuple[Any, Any, Path]:
         raise ValueError(f"--encoder: {query.path} ({query.family}, {query.dim} dims) and {doc.path} "
                          f"({doc.family}, {doc.dim} dims) are not two sides of one model")
     return query, doc, doc.path
+
+
+def describe_auto(sparse: dict, dense: dict) -> str:
+    """What ``auto`` estimated from the two runs: the dense weight and the evidence for it."""
+    from .fusion import as_hits, pool
+    from .fusion.auto import calibrate, evidence
+
+    pools = [pool([as_hits(sparse.get(q, [])), as_hits(dense.get(q, []))], q) for q in dict.fromkeys([*sparse, *dense])]
+    overlap, confidence, n = evidence(pools)
+    return (f"auto: dense weight {calibrate(pools)['dense_weight']:.2f} from {n} queries (mean top-10 overlap "
+            f"{overlap:.2f}; mean top z-score BM25 {confidence[0]:.2f}, dense {confidence[1]:.2f})")
 
 
 def step(n: int, text: str) -> None:
@@ -159,8 +171,11 @@ def main(argv: list[str] | None = None) -> int:
     dense = DenseSearcher(dense_dir, DenseQueryEncoder(model=query_model, batch_size=args.batch_size))
     runs["dense"] = dense.search_run(topics, k=args.hits, threads=args.threads)
 
-    step(5, f"fusing BM25 and dense ({args.fusion})")
+    default = " (the default)" if args.fusion == DEFAULT_METHOD else ""
+    step(5, f"fusing BM25 and dense with {args.fusion}{default}")
     runs[f"hybrid ({args.fusion})"] = fuse([runs["BM25"], runs["dense"]], method=args.fusion, k=args.hits)
+    if args.fusion == "auto":
+        print("      " + describe_auto(runs["BM25"], runs["dense"]))
 
     step(6, "writing runs and evaluating")
     table = []

@@ -162,7 +162,10 @@ def dense_searcher(indexes, family="repbert", index_type="flat"):
 
 @pytest.mark.parametrize("normalization", [False, True])
 @pytest.mark.parametrize("weight_on_dense", [False, True])
-def test_linear_equals_pyserini_hybrid_searcher(indexes, normalization, weight_on_dense):
+@pytest.mark.parametrize("alpha", [0.7, None])
+def test_linear_equals_pyserini_hybrid_searcher(indexes, normalization, weight_on_dense, alpha):
+    """Pyserini's arguments mean Pyserini's fusion: with or without ``alpha`` (then Pyserini's default 0.1), and
+    with no ``fusion=`` (the default fusion, ``auto``, applies only to calls that give none of them)."""
     from pyserini.search.faiss import FaissSearcher
     from pyserini.search.hybrid import HybridSearcher as PyseriniHybrid
 
@@ -173,9 +176,16 @@ def test_linear_equals_pyserini_hybrid_searcher(indexes, normalization, weight_o
     theirs_dense = FaissSearcher(str(indexes["dense"]["repbert", "flat"]),
                                  load_query_encoder(indexes["models"]["repbert"]))
     qids = [f"q{i}" for i in range(len(QUERIES) - 1)]  # Pyserini divides by zero on the no-BM25-hit query
-    kwargs = dict(k0=30, k=1000, alpha=0.7, normalization=normalization, weight_on_dense=weight_on_dense)
+    kwargs = dict(k0=30, k=1000, normalization=normalization, weight_on_dense=weight_on_dense,
+                  **({} if alpha is None else {"alpha": alpha}))
     theirs = PyseriniHybrid(theirs_dense, sparse).batch_search(QUERIES[:-1], qids, threads=2, **kwargs)
-    ours = HybridSearcher(dense_searcher(indexes), sparse).batch_search(QUERIES[:-1], qids, threads=2, **kwargs)
+    ours_searcher = HybridSearcher(dense_searcher(indexes), sparse)
+    ours = ours_searcher.batch_search(QUERIES[:-1], qids, threads=2, **kwargs)
+    assert "dense_weight" not in ours_searcher.fusion_params  # linear's parameters, not auto's estimate
+    one = ours_searcher.search(QUERIES[1], **kwargs)
+    assert_same_ranking([(h.docid, h.score) for h in one],
+                        [(h.docid, float(h.score)) for h in PyseriniHybrid(theirs_dense, sparse).search(QUERIES[1],
+                                                                                                       **kwargs)])
     for qid in qids:
         # Same vectors, same BM25. Pyserini's arithmetic mixes Python floats with FaissSearcher's np.float32
         # scores, which numpy (NEP 50) rounds to float32; ours stays float64. So: equal to float32 precision,
@@ -268,7 +278,7 @@ def test_fusion_arguments_are_checked(indexes):
     with pytest.raises(ValueError, match="takes \\['rrf_k'\\], not \\['alpha'\\]"):
         fusion_params("rrf", alpha=0.5)
     with pytest.raises(ValueError, match="unknown fusion method"):
-        fusion_params("borda")
+        fusion_params("nope")
     hybrid = HybridSearcher(dense_searcher(indexes), lucene_searcher(indexes["lucene"]))
     with pytest.raises(ValueError, match="2 queries but 1 query ids"):
         hybrid.batch_search(QUERIES[:2], ["q"])
@@ -396,6 +406,72 @@ def test_tune_from_indexes_scores_what_the_hybrid_searcher_returns(indexes, tmp_
     assert again == pytest.approx(rows, abs=1e-6)
     held_out = {(r["method"], r["value"]) for r in csv.DictReader(csv_path.with_name("sweep.eval.csv").open())}
     assert ("sparse", "") in held_out and any(m == "linear" and v in ("0.1", "1.0") for m, v in held_out)
+
+
+# ---------------------------------------------------------------- the default fusion (auto)
+def test_default_is_auto_over_the_batch_and_pyserini_arguments_mean_linear(indexes):
+    from pyserini_dense_ext.fusion import as_hits, fuse, pool
+    from pyserini_dense_ext.fusion.auto import calibrate
+    from pyserini_dense_ext.search.hybrid import HybridSearcher
+
+    sparse, dense = lucene_searcher(indexes["lucene"]), dense_searcher(indexes)
+    hybrid = HybridSearcher(dense, sparse)
+    qids = [f"q{i}" for i in range(len(QUERIES))]
+    d_hits = dense.batch_search(QUERIES, qids, k=25)
+    lists = [dict(zip(qids, pyserini_hits(sparse, QUERIES, 25))),
+             {q: [(h.docid, h.score) for h in d_hits[q]] for q in qids}]
+    got = hybrid.batch_search(QUERIES, qids, k0=25, k=15, threads=2)  # no fusion named: auto
+    expected = fuse(lists, "auto", k=15)
+    assert {q: [(h.docid, h.score) for h in got[q]] for q in qids} == expected
+    weight = calibrate([pool([as_hits(lists[0][q]), as_hits(lists[1][q])]) for q in qids])
+    assert hybrid.fusion_params == weight  # one weight for the whole batch, estimated from it
+    # search_run in chunks of 3 still estimates the weight over all the topics (chunks encode with other
+    # padding, so query vectors, and scores, differ in the last float32 bits; float32 GEMM sums them in
+    # another order than FAISS's per-query kernel, a few ulps more)
+    run = hybrid.search_run(dict(zip(qids, QUERIES)), k0=25, k=15, chunk_size=3, progress=False)
+    assert hybrid.fusion_params["dense_weight"] == pytest.approx(weight["dense_weight"], abs=1e-6)
+    for q in qids:
+        assert [d for d, _ in run[q]] == [d for d, _ in expected[q]]
+        np.testing.assert_allclose([s for _, s in run[q]], [s for _, s in expected[q]], atol=1e-5)
+    # Pyserini's own arguments keep Pyserini's linear fusion, as its HybridSearcher does
+    for pyserini_args, params in (({"alpha": 0.5}, {"alpha": 0.5}),
+                                  ({"normalization": True}, {"normalization": "centred"}),
+                                  ({"normalization": False}, {}), ({"weight_on_dense": True}, {"weight_on_dense": True})):
+        got = hybrid.batch_search(QUERIES, qids, k0=25, k=15, **pyserini_args)
+        assert {q: [(h.docid, h.score) for h in got[q]] for q in qids} == fuse(lists, "linear", k=15, **params)
+        # one query alone: its dense scores come from a matrix-vector product, the batch's from a GEMM
+        # (search/flat.py), equal to float32 rounding
+        single = hybrid.search(QUERIES[2], k0=25, k=15, **pyserini_args)
+        expected_single = fuse_rankings([lists[0]["q2"], lists[1]["q2"]], "linear", k=15, **params)
+        assert [h.docid for h in single] == [d for d, _ in expected_single]
+        np.testing.assert_allclose([h.score for h in single], [s for _, s in expected_single], atol=1e-5)
+    with pytest.raises(ValueError, match="not \\['alpha'\\]"):
+        hybrid.search("gene", fusion="auto", alpha=0.5)
+
+
+def test_cli_default_fusion_is_auto_and_alpha_means_linear(indexes, tmp_path, capsys):
+    from pyserini_dense_ext.search.hybrid import HybridSearcher
+    from pyserini_dense_ext.search.hybrid.__main__ import main
+
+    topics = tmp_path / "topics.tsv"
+    topics.write_text("".join(f"q{i}\t{q}\n" for i, q in enumerate(QUERIES)))
+    hybrid = HybridSearcher(dense_searcher(indexes), lucene_searcher(indexes["lucene"]))
+    qids = [f"q{i}" for i in range(len(QUERIES))]
+    for extra, tag, expected in (([], "hybrid-auto", hybrid.batch_search(QUERIES, qids, k0=30, k=10)),
+                                 (["fusion", "--alpha", "0.5", "--hits", "30"], "hybrid-linear",
+                                  hybrid.batch_search(QUERIES, qids, k0=30, k=10, alpha=0.5)),
+                                 (["fusion", "--normalization", "--hits", "30"], "hybrid-linear",  # Pyserini's flag
+                                  hybrid.batch_search(QUERIES, qids, k0=30, k=10, normalization=True))):
+        out = tmp_path / f"{tag}.trec"
+        hits = [] if extra else ["fusion", "--hits", "30"]
+        assert main(cli_groups(indexes, tmp_path, *extra, *hits, "run", "--topics", str(topics), "--output",
+                               str(out), "--hits", "10", "--quiet")) == 0
+        assert f"fused with {tag.split('-')[1]}" in capsys.readouterr().out
+        run = read_run(out)
+        assert out.read_text().split("\n")[0].split()[-1] == tag
+        for qid, hits_ in expected.items():
+            assert [d for d, _ in run[qid]] == [h.docid for h in hits_]
+            np.testing.assert_allclose([s for _, s in run[qid]], [h.score for h in hits_], atol=1e-6)
 
 
 def test_cli_rerank_group_reranks_the_fused_list(indexes, tmp_path):

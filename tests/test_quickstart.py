@@ -53,6 +53,16 @@ def test_quickstart_on_a_beir_folder(tiny_family_dirs, data, tmp_path, capsys):
         assert all(0 < len(hits) <= 5 if name == "bm25" else len(hits) == 5 for hits in run.values())
         ndcg = evaluate(run, qrels, ("ndcg@10",))["ndcg@10"]
         assert f"{ndcg:.4f}" in printed  # the printed table is the evaluation of the written run
+    # the default fusion is auto, over all the queries at once, and the quickstart says so with its estimate
+    from pyserini_dense_ext.fusion import as_hits, fuse, pool
+    from pyserini_dense_ext.fusion.auto import calibrate
+
+    bm25, dense = (read_run(out / "runs" / f"{name}.trec") for name in ("bm25", "dense"))
+    assert {q: [d for d, _ in h] for q, h in read_run(out / "runs" / "hybrid.trec").items()} == \
+        {q: [d for d, _ in h] for q, h in fuse([bm25, dense], "auto", k=5).items()}
+    weight = calibrate([pool([as_hits(bm25.get(q, [])), as_hits(dense[q])]) for q in dense])["dense_weight"]
+    assert "fusing BM25 and dense with auto (the default)" in printed
+    assert f"auto: dense weight {weight:.2f} from 2 queries" in printed
     assert main(args) == 0
     assert printed.count("reusing") == 0 and capsys.readouterr().out.count("reusing") == 2
 

@@ -4,7 +4,9 @@ Every method scores a :class:`~.base.Pool` (one query's lists merged over their 
 result is sorted by fused score, ties by docid. ``METHODS`` names each method once; the CLIs
 take their choices, defaults and sweep parameter from it. :func:`resolve` checks a method's
 parameters once, where the method is chosen, and returns the :class:`Fusion` that every path
-(runs, the hybrid searcher, the sweep) applies query by query without checking them again.
+(runs, the hybrid searcher, the sweep) applies query by query without checking them again. A
+method with ``calibrate`` (``auto``, the default) first estimates parameters from all the queries
+fused together (:meth:`Fusion.fuse_pools`), then scores each query with them.
 
     fuse([bm25_run, dense_run], "linear", alpha=0.1, normalization="centred", k=1000)
     fuse_rankings([[("d1", 12.0), ("d2", 9.5)], [("d2", 0.8)]], "rrf")
@@ -16,12 +18,17 @@ import inspect
 import math
 import numbers
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import numpy as np
 
+from .agreement import agreement
+from .auto import auto
+from .auto import calibrate as calibrate_auto
 from .base import Hits, Pool, Ranking, as_hits, pool, to_ranking, top_k
+from .borda import borda
 from .comb import combmnz, combsum
+from .dispersion import PREDICTORS, dispersion
 from .interleave import interleave
 from .linear import linear
 from .normalize import NORMALIZATIONS, normalize, normalize_list
@@ -40,6 +47,9 @@ class Method:
     min_lists: int = 2
     max_lists: int | None = None
     sweep: str | None = None  # the parameter ``tune`` varies
+    # Parameters estimated from all the queries fused together (``auto``), unless given.
+    calibrate: Callable[[Sequence[Pool]], dict[str, Any]] | None = None
+    estimates: tuple[str, ...] = ()
 
     @property
     def defaults(self) -> dict[str, Any]:
@@ -60,7 +70,14 @@ METHODS: dict[str, Method] = {
     "rrf": Method(rrf, "reciprocal rank fusion, sum 1/(rrf_k + rank) (Cormack et al.)", sweep="rrf_k"),
     "combsum": Method(combsum, "sum of normalised scores (Fox and Shaw)"),
     "combmnz": Method(combmnz, "CombSUM times the number of lists returning the doc (Fox and Shaw)"),
+    "borda": Method(borda, "Borda count: sum of (n - rank + 1) / n per list (Aslam and Montague)"),
+    "dispersion": Method(dispersion, "z-scores weighted per query by each list's score dispersion (QPP: WIG, NQC)"),
+    "agreement": Method(agreement, "equal z-score fusion gated per query by top-10 overlap, else the more "
+                                   "confident list", max_lists=2),
+    "auto": Method(auto, "the default: agreement's weight estimated once over all queries fused together",
+                   max_lists=2, calibrate=calibrate_auto, estimates=("dense_weight",)),
 }
+DEFAULT_METHOD = "auto"
 
 
 def get_method(name: str) -> Method:
@@ -94,6 +111,16 @@ def check_value(name: str, value: Any) -> None:
         raise ValueError(f"rrf_k must be non-negative, got {value!r}")
     if name == "weights" and not (isinstance(value, (list, tuple)) and value and all(map(_finite, value))):
         raise ValueError(f"weights must be a non-empty list of finite numbers, got {value!r}")
+    if name == "predictor" and value not in PREDICTORS:
+        raise ValueError(f"unknown predictor {value!r}; choose from {PREDICTORS}")
+    if name == "dense_weight" and value is not None and not (_finite(value) and 0 <= value <= 1):
+        raise ValueError(f"dense_weight must be in [0, 1], got {value!r}")
+    if name == "tau" and not (_finite(value) and value > 0):
+        raise ValueError(f"tau must be positive, got {value!r}")
+    if name == "beta" and not (_finite(value) and value >= 0):
+        raise ValueError(f"beta must be non-negative, got {value!r}")
+    if name == "overlap_k" and not (isinstance(value, int) and not isinstance(value, bool) and value >= 1):
+        raise ValueError(f"overlap_k must be a positive integer, got {value!r}")
 
 
 @dataclass(frozen=True)
@@ -112,8 +139,36 @@ class Fusion:
 
     def fuse_hits(self, lists: Sequence[Hits], k: int | None = None, qid: str | None = None) -> Hits:
         """One query's ranked lists as arrays in, fused arrays (docids, scores) out, best first."""
+        return self.fuse_pools([self.pool(lists, qid)], k)[0]
+
+    def pool(self, lists: Sequence[Hits], qid: str | None = None) -> Pool:
+        """One query's ranked lists pooled, after checking that the method takes that many."""
         self.method.check_lists(self.name, len(lists))
-        return self.fuse_pool(pool(lists, qid), k)
+        return pool(lists, qid)
+
+    @property
+    def calibrates(self) -> bool:
+        """Whether the method still has parameters to estimate from the queries fused together."""
+        return self.method.calibrate is not None and any(self.params.get(n) is None for n in self.method.estimates)
+
+    def calibrated(self, pools: Sequence[Pool]) -> "Fusion":
+        """This fusion with the parameters it estimates from ``pools`` filled in (itself when there are none)."""
+        if not self.calibrates:
+            return self
+        estimated = self.method.calibrate(pools)
+        return Fusion(self.name, self.method, {**self.params, **{n: estimated[n] for n in self.method.estimates
+                                                                   if self.params.get(n) is None}})
+
+    def fuse_pools(self, pools: Iterable[Pool], k: int | None = None) -> list[Hits]:
+        """Queries fused together: calibrated once over all of them (``auto``), then each scored.
+
+        Pools are consumed one at a time unless the method calibrates (then all are held at once).
+        """
+        fusion = self
+        if self.calibrates:
+            pools = list(pools)
+            fusion = self.calibrated(pools)
+        return [fusion.fuse_pool(p, k) for p in pools]
 
 
 def resolve(method: str | Fusion, **params: Any) -> Fusion:
@@ -157,11 +212,8 @@ def fuse(runs: Sequence[Run], method: str | Fusion, k: int | None = None, depth:
     if k is not None and k < 1:
         raise ValueError(f"k must be positive, got {k}")
     qids = list(dict.fromkeys(q for run in runs for q in run))
-    fused: Run = {}
-    for qid in qids:
-        lists = [as_hits(run.get(qid, [])[:depth]) for run in runs]
-        fused[qid] = to_ranking(fusion.fuse_hits(lists, k, qid=qid))
-    return fused
+    pools = (fusion.pool([as_hits(run.get(qid, [])[:depth]) for run in runs], qid) for qid in qids)
+    return {qid: to_ranking(hits) for qid, hits in zip(qids, fusion.fuse_pools(pools, k))}
 
 
 def missing_queries(runs: Sequence[Run]) -> list[tuple[int, list[str]]]:
@@ -170,7 +222,7 @@ def missing_queries(runs: Sequence[Run]) -> list[tuple[int, list[str]]]:
     return [(i, sorted(every - run.keys())) for i, run in enumerate(runs) if every - run.keys()]
 
 
-__all__ = ["METHODS", "NORMALIZATIONS", "Fusion", "Hits", "Method", "Pool", "Ranking", "Run", "UnknownParameters",
-           "as_hits", "combmnz", "combsum", "fuse", "fuse_hits", "fuse_rankings", "get_method", "interleave", "linear",
-           "missing_queries", "normalize", "normalize_list", "pool", "resolve", "rrf", "to_ranking", "top_k",
-           "weighted"]
+__all__ = ["DEFAULT_METHOD", "METHODS", "NORMALIZATIONS", "PREDICTORS", "Fusion", "Hits", "Method", "Pool", "Ranking",
+           "Run", "UnknownParameters", "agreement", "as_hits", "auto", "borda", "combmnz", "combsum", "dispersion",
+           "fuse", "fuse_hits", "fuse_rankings", "get_method", "interleave", "linear", "missing_queries", "normalize",
+           "normalize_list", "pool", "resolve", "rrf", "to_ranking", "top_k", "weighted"]

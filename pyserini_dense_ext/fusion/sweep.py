@@ -72,8 +72,8 @@ def sweep(lists: Lists, qrels: Qrels, variants: Sequence[Variant], alphas: Seque
     grid = [(v, x) for v in variants for x in ({"alpha": alphas, "rrf_k": rrf_ks}.get(v.sweep or "", [None]))]
     rows = _alone(lists, qrels, metrics)
     for variant, value in progress_iter(grid, "sweep", "setting", progress):
-        fusion = resolve(variant.method, **variant.params(value))
-        run = {q: to_ranking(fusion.fuse_pool(p, k)) for q, p in pools.items()}
+        fused = resolve(variant.method, **variant.params(value)).fuse_pools(pools.values(), k)  # auto: calibrated
+        run = {q: to_ranking(h) for q, h in zip(pools, fused)}
         rows.append({"method": variant.label, "value": value, **evaluate(run, qrels, metrics)})
     return rows
 
@@ -96,6 +96,7 @@ def evaluate_tuned(lists: Lists, qrels: Qrels, best: Mapping[str, Mapping[str, t
     for v in variants:
         value = best[v.label][metrics[0]][0]
         fusion = resolve(v.method, **v.params(value))
-        run = {q: to_ranking(fusion.fuse_hits([s, d], k, qid=q)) for q, (s, d) in lists.items()}
+        fused = fusion.fuse_pools([fusion.pool([s, d], q) for q, (s, d) in lists.items()], k)
+        run = {q: to_ranking(h) for q, h in zip(lists, fused)}
         rows.append({"method": v.label, "value": value, **evaluate(run, qrels, metrics)})
     return rows

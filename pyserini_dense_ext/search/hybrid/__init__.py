@@ -6,7 +6,11 @@
 searcher. ``search``/``batch_search`` keep Pyserini's arguments and defaults (``k0``, ``k``,
 ``alpha``, ``normalization``, ``weight_on_dense``) and add ``fusion=`` (see
 ``pyserini_dense_ext.fusion.METHODS``): with ``fusion="linear"`` the scores are Pyserini's
-(``normalization=True`` is its centred normalisation), without its division by zero.
+(``normalization=True`` is its centred normalisation), without its division by zero. Without
+``fusion=`` a call that gives any of Pyserini's ``alpha``/``normalization``/``weight_on_dense``
+gets Pyserini's linear fusion, as in Pyserini; any other call gets ``auto``
+(:mod:`pyserini_dense_ext.fusion.auto`), whose dense weight is estimated over the queries of the
+call (one query alone is its own collection).
 
 The batch path never builds a Python object per intermediate hit: all queries are encoded in
 one batched call and searched with one FAISS call, BM25 runs on Lucene threads and comes back
@@ -21,7 +25,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Iterator, Mapping, Sequence
 
-from ...fusion import METHODS, Fusion, Hits, get_method, resolve
+from ...fusion import DEFAULT_METHOD, METHODS, Fusion, Hits, get_method, resolve
 from ...fusion.sweep import Lists
 from ...io.errors import InputError
 from ...io.runs import Run
@@ -32,14 +36,25 @@ from .sources import BatchSearcher, HitSource, dense_source
 from .sparse import sparse_source
 
 
-def pyserini_fusion(fusion: str | Fusion, alpha: float | None = None, normalization: bool | str | None = None,
+def unnamed_method(alpha: float | None = None, normalization: bool | str | None = None,
+                   weight_on_dense: bool | None = False) -> str:
+    """The method a call that names none gets: Pyserini's ``linear`` when any of Pyserini's fusion
+    arguments is given (their meaning in Pyserini's ``HybridSearcher``), else ``auto``."""
+    return "linear" if alpha is not None or normalization is not None or weight_on_dense else DEFAULT_METHOD
+
+
+def pyserini_fusion(fusion: str | Fusion | None, alpha: float | None = None, normalization: bool | str | None = None,
                     weight_on_dense: bool = False, **extra: Any) -> Fusion:
     """Map Pyserini-style arguments onto what method ``fusion`` takes, and resolve it.
 
-    ``alpha=None`` and ``normalization=None`` mean the method's own default; ``normalization``
-    ``True``/``False`` are Pyserini's flag (centred / none). Passing a setting the method does
-    not use (alpha to RRF, say) is an error rather than silently ignored.
+    ``fusion=None``: Pyserini's ``linear`` when any of Pyserini's fusion arguments is given (what
+    they mean in Pyserini's ``HybridSearcher``), else ``auto``. ``alpha=None`` and
+    ``normalization=None`` mean the method's own default; ``normalization`` ``True``/``False`` are
+    Pyserini's flag (centred / none). Passing a setting the method does not use (alpha to RRF,
+    say) is an error rather than silently ignored.
     """
+    if fusion is None:
+        fusion = unnamed_method(alpha, normalization, weight_on_dense)
     given = {k: v for k, v in dict(extra, alpha=alpha, normalization=normalization).items() if v is not None}
     if isinstance(fusion, Fusion):  # already resolved: settings beside it are an error (resolve says so)
         return resolve(fusion, **given, **({"weight_on_dense": True} if weight_on_dense else {}))
@@ -91,6 +106,7 @@ class HybridSearcher:
         self._dense: HitSource = dense_source(dense_searcher)
         self._sparse: HitSource = sparse_source(sparse_searcher)
         self.timings: dict[str, float] = {}
+        self.fusion_params: dict[str, Any] = {}  # the last fusion's parameters, estimated ones (auto) included
 
     # -- the two retrievers, as arrays ---------------------------------------------------------
     def _tick(self, name: str, start: float) -> float:
@@ -148,7 +164,8 @@ class HybridSearcher:
 
     # -- fused search --------------------------------------------------------------------------
     def search_hits(self, queries: Sequence[str], k0: int = 10, k: int = 10, threads: int = 1,
-                    fusion: str | Fusion = "linear", qids: Sequence[str] | None = None, **params: Any) -> list[Hits]:
+                    fusion: str | Fusion = DEFAULT_METHOD, qids: Sequence[str] | None = None,
+                    **params: Any) -> list[Hits]:
         """Fused (docids, scores) per query, best first, ties by docid; ``params`` as the method takes them."""
         if k0 < 1 or k < 1:
             raise ValueError(f"k0 and k must be positive, got k0={k0}, k={k}")
@@ -159,24 +176,28 @@ class HybridSearcher:
 
     def _fuse(self, fusion: Fusion, sparse: list[Hits], dense: list[Hits], k: int,
               qids: Sequence[str | None]) -> list[Hits]:
+        """The queries fused together: ``auto`` estimates its weight over all of them."""
         start = time.perf_counter()
-        fused = [fusion.fuse_hits([s, d], k, qid=q) for s, d, q in zip(sparse, dense, qids)]
+        pools = [fusion.pool([s, d], q) for s, d, q in zip(sparse, dense, qids)]
+        fusion = fusion.calibrated(pools)
+        self.fusion_params = dict(fusion.params)
+        fused = fusion.fuse_pools(pools, k)
         self._tick("fuse", start)
         return fused
 
     def search(self, query: str, k0: int = 10, k: int = 10, alpha: float | None = None,
-               normalization: bool | str | None = None, weight_on_dense: bool = False, fusion: str = "linear",
+               normalization: bool | str | None = None, weight_on_dense: bool = False, fusion: str | None = None,
                **fusion_options: Any) -> list[DenseSearchResult]:
-        """One query, as Pyserini's ``HybridSearcher.search``."""
+        """One query, as Pyserini's ``HybridSearcher.search`` (``fusion=None``: see :func:`pyserini_fusion`)."""
         chosen = pyserini_fusion(fusion, alpha, normalization, weight_on_dense, **fusion_options)
         docids, scores = self.search_hits([query], k0, k, 1, chosen)[0]
         return hit_list(docids.tolist(), scores.tolist())
 
     def batch_search(self, queries: Sequence[str], q_ids: Sequence[str], k0: int = 10, k: int = 10,
                      threads: int = 1, alpha: float | None = None, normalization: bool | str | None = None,
-                     weight_on_dense: bool = False, fusion: str = "linear",
+                     weight_on_dense: bool = False, fusion: str | None = None,
                      **fusion_options: Any) -> dict[str, list[DenseSearchResult]]:
-        """Pyserini's ``HybridSearcher.batch_search``, same arguments, plus ``fusion``."""
+        """Pyserini's ``HybridSearcher.batch_search``, same arguments, plus ``fusion`` (see :func:`pyserini_fusion`)."""
         if len(queries) != len(q_ids):
             raise ValueError(f"got {len(queries)} queries but {len(q_ids)} query ids")
         chosen = pyserini_fusion(fusion, alpha, normalization, weight_on_dense, **fusion_options)
@@ -185,17 +206,27 @@ class HybridSearcher:
             return {qid: hit_list(docids.tolist(), scores.tolist()) for qid, (docids, scores) in zip(q_ids, fused)}
 
     def search_run(self, topics: Mapping[str, str], k0: int = 1000, k: int = 1000, threads: int = 1,
-                   fusion: str | Fusion = "linear", chunk_size: int = 512, progress: bool = True,
+                   fusion: str | Fusion = DEFAULT_METHOD, chunk_size: int = 512, progress: bool = True,
                    **params: Any) -> Run:
-        """Every topic, in chunks with a progress bar; ``params`` as the method takes them. Returns a Run."""
+        """Every topic, in chunks with a progress bar; ``params`` as the method takes them. Returns a Run.
+
+        A fusion that estimates its parameters over its queries (``auto``) keeps every chunk's lists
+        and fuses once all topics are searched, so the estimate covers all of them, as ``fuse`` does.
+        """
         fusion = resolve(fusion, **params)
         if k < 1:
             raise ValueError(f"k must be positive, got {k}")
         run: Run = {}
+        held: tuple[list[str], list[Hits], list[Hits]] = ([], [], [])
         for qids, sparse, dense in self._chunks(topics, k0, threads, chunk_size, progress,
                                                 f"hybrid search ({fusion.name})"):
-            for qid, (docids, scores) in zip(qids, self._fuse(fusion, sparse, dense, k, qids)):
-                run[qid] = list(zip(docids.tolist(), scores.tolist()))
+            if fusion.calibrates:
+                for kept, new in zip(held, (qids, sparse, dense)):
+                    kept.extend(new)
+            else:
+                run.update(_as_run(qids, self._fuse(fusion, sparse, dense, k, qids)))
+        if fusion.calibrates:
+            run.update(_as_run(held[0], self._fuse(fusion, held[1], held[2], k, held[0])))
         return run
 
 
@@ -206,6 +237,10 @@ def _detached(fn: Any, *args: Any) -> Any:
     finally:
         if "jnius" in sys.modules:
             sys.modules["jnius"].detach()
+
+
+def _as_run(qids: Sequence[str], fused: Sequence[Hits]) -> Run:
+    return {qid: list(zip(docids.tolist(), scores.tolist())) for qid, (docids, scores) in zip(qids, fused)}
 
 
 def build_hybrid(dense_index: str | Path, encoder: str | Path, sparse_index: str | Path, *,
@@ -229,4 +264,5 @@ def build_hybrid(dense_index: str | Path, encoder: str | Path, sparse_index: str
     return HybridSearcher(dense, lucene)
 
 
-__all__ = ["METHODS", "HybridSearcher", "Lists", "build_hybrid", "fusion_params", "pyserini_fusion"]
+__all__ = ["METHODS", "HybridSearcher", "Lists", "build_hybrid", "fusion_params", "pyserini_fusion",
+           "unnamed_method"]

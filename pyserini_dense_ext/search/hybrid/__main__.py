@@ -2,7 +2,10 @@
 
 The groups mirror ``python -m pyserini.search.hybrid``; ``fusion --method`` adds every method of
 ``pyserini_dense_ext.fusion`` to Pyserini's min-fill linear one, and the search runs through
-the batch path of :class:`~pyserini_dense_ext.search.hybrid.HybridSearcher`.
+the batch path of :class:`~pyserini_dense_ext.search.hybrid.HybridSearcher`. Without ``--method``
+the fusion is ``auto`` (the whole run's dense weight estimated without judgements), unless one of
+Pyserini's ``--alpha``/``--normalization``/``--weight-on-dense`` is given: then, as in Pyserini,
+it is the linear fusion.
 """
 from __future__ import annotations
 
@@ -17,16 +20,19 @@ from .options import (METHOD_LIST, dense_group, fusion_group, hybrid_from_groups
                       run_group, sparse_group)
 
 GROUPS = ("dense", "sparse", "fusion", "run", "rerank")
-EXAMPLE = """example (SciFact, MiniLM + BM25; with centred scores, python -m pyserini_dense_ext.tune picks alpha 1
-on the train queries, and this run scores nDCG@10 0.7320 on test):
+EXAMPLE = """examples (SciFact, MiniLM + BM25):
+  # the default fusion, auto: no judged queries needed
   python -m pyserini_dense_ext.search.hybrid \\
     dense  --index indexes/scifact-minilm --encoder MODEL_DIR --family repbert --pooling mean --l2-norm \\
            --query-max-length 256 --doc-segment-id 0 \\
     sparse --index indexes/scifact-bm25 --k1 0.9 --b 0.4 \\
-    fusion --method linear --alpha 1 --normalization centred --hits 1000 \\
     run    --topics ../shared/data/scifact/queries.jsonl --qids-from ../shared/data/scifact/qrels/test.tsv \\
            --output runs/scifact.hybrid.trec --hits 1000 --threads 2
-(append "rerank --encoder CODER_DIR" to re-score the fused list against the dense index's stored vectors)
+  # Pyserini's linear fusion with centred scores: add the group below (python -m pyserini_dense_ext.tune
+  # picks alpha 1 on the train queries; this run scores nDCG@10 0.7320 on test)
+    fusion --method linear --alpha 1 --normalization centred --hits 1000
+  # then CODER: append the group below to re-score the fused list against the dense index's stored vectors
+    rerank --encoder CODER_DIR
 
 fusion """ + METHOD_LIST
 
@@ -56,6 +62,10 @@ def hybrid_search(dense: argparse.Namespace, sparse: argparse.Namespace, fusion:
     from ...io.runs import write_run
     from ...io.topics import read_topics
 
+    from . import unnamed_method
+
+    if fusion.method is None:
+        fusion.method = unnamed_method(fusion.alpha, fusion.normalization, fusion.weight_on_dense)
     chosen = fusion_from_args(fusion)  # checked once, before anything slow: a wrong flag fails at once
     if min(fusion.hits, run.hits, run.batch_size, run.threads) < 1:
         raise ValueError("--hits, --batch-size and --threads must be positive")
@@ -71,8 +81,9 @@ def hybrid_search(dense: argparse.Namespace, sparse: argparse.Namespace, fusion:
         hybrid.timings.update({f"rerank {k}": v for k, v in reranker.timings.items()})
     elapsed = time.perf_counter() - start
     write_run(run.output, fused, tag=run.run_tag or f"hybrid-{fusion.method}", fmt=run.output_format)
-    print(f"wrote {run.output}: {len(fused)} queries, {len(fused) / elapsed:.1f} queries/s "
-          f"({', '.join(f'{k} {v:.2f}s' for k, v in hybrid.timings.items())})")
+    used = ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in hybrid.fusion_params.items())
+    print(f"wrote {run.output}: {len(fused)} queries fused with {fusion.method}" + (f" ({used})" if used else "")
+          + f", {len(fused) / elapsed:.1f} queries/s ({', '.join(f'{k} {v:.2f}s' for k, v in hybrid.timings.items())})")
     return 0
 
 

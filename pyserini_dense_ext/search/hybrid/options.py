@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 
 from ...cli import add_encoder_options, add_fusion_options, add_query_backend_options, encoder_overrides
-from ...fusion import METHODS
+from ...fusion import DEFAULT_METHOD, METHODS
 from ...io.runs import FORMATS
 from ...rerank import Reranker
 from . import HybridSearcher, build_hybrid
@@ -38,7 +38,9 @@ def sparse_group() -> argparse.ArgumentParser:
 def fusion_group() -> argparse.ArgumentParser:
     fusion = argparse.ArgumentParser(prog="... fusion", description="How the two lists are fused.", epilog=METHOD_LIST,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    fusion.add_argument("--method", choices=sorted(METHODS), default="linear", help="fusion method (default linear)")
+    fusion.add_argument("--method", choices=sorted(METHODS), default=None,
+                        help=f"fusion method (default {DEFAULT_METHOD}; linear when --alpha, --normalization or "
+                             "--weight-on-dense is given, as in Pyserini)")
     add_fusion_options(fusion, with_method=False)
     # Pyserini's --normalization is a bare flag meaning its centred normalisation; keep that form working.
     for action in fusion._actions:
