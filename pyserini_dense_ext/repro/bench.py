@@ -29,11 +29,10 @@ def ratio(bench: Bench, root: Path = ROOT) -> float | None:
     return float(value)
 
 
-def run_bench(bench: Bench, root: Path = ROOT) -> float | None:
-    """Run the script (stdout passes through) and return the ratio it wrote."""
+def run_bench(bench: Bench, root: Path = ROOT) -> None:
+    """Run the script; its output passes through, its JSON result is left for :func:`ratio`."""
     command = [sys.executable, str(root / bench.script), *shlex.split(bench.args)]
     print(f"$ {shlex.join(command)}", flush=True)
     done = subprocess.run(command, cwd=root)
     if done.returncode != 0:
         raise RuntimeError(f"{bench.script} exited {done.returncode}")
-    return ratio(bench, root)

@@ -75,7 +75,7 @@ class Row:
         if key == "label":
             return self.label
         if key == "row":
-            return f"`repro --run {self.name}`"
+            return f"`dense-ext-repro --run {self.name}`"
         if key in self.expected:
             return f"{self.expected[key]:.4f}"
         return self.notes.get(key, "—")

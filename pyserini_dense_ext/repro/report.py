@@ -48,8 +48,10 @@ def bench_table(benches: Sequence[Bench], measured: dict[str, float | None] | No
         head.insert(3, "this run")
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for b in benches:
+        missed = b.target is not None and b.last is not None and b.last < b.target
         cells = [b.what, b.baseline, f"≥ {b.target:g}x" if b.target else "—",
-                 f"{b.last:.2f}x" if b.last is not None else "not measured", b.measured or "—",
+                 (f"{b.last:.2f}x" + (" (missed)" if missed else "")) if b.last is not None else "not measured",
+                 b.measured or "—",
                  f"`python {b.script}{' ' + b.args if b.args else ''}`"]
         if measured is not None:
             value = measured.get(b.name)
@@ -115,9 +117,11 @@ def page(matrix: Matrix) -> str:
 
 
 def render_marked(text: str, matrix: Matrix) -> str:
-    """``text`` with every marked table regenerated; an unknown table name raises."""
+    """``text`` with every marked table regenerated (``bench``: the speed matrix); an unknown name raises."""
     def fill(m: re.Match) -> str:
         name = m.group("name")
+        if name == "bench":
+            return m.group(1) + bench_table(list(matrix.bench.values())) + "\n" + m.group(4)
         if name not in matrix.tables:
             raise ValueError(f"<!-- repro:table {name} --> names no table of repro/*.yaml")
         return m.group(1) + markdown_table(matrix.tables[name], matrix) + m.group(4)
