@@ -8,7 +8,6 @@ in ``repro/*.yaml``; ``tests/test_repro.py`` fails when the committed files diff
 from __future__ import annotations
 
 import re
-import shlex
 from pathlib import Path
 from typing import Sequence
 
@@ -69,12 +68,6 @@ def markdown_table(table: Table, matrix: Matrix) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _commands(row: Row, matrix: Matrix) -> list[str]:
-    steps = [c for s in row.needs(matrix.steps) for c in matrix.steps[s].commands]
-    run = list(row.commands) or [f"(run file {row.run_file})"]
-    return [f"dense-ext-{c}" if not c.startswith("(") else c for c in (*steps, *run)]
-
-
 def page(matrix: Matrix) -> str:
     """``docs/reproductions.md``: every row with its commands, expected values, tolerance and last measurement."""
     out = ["# Reproductions", "",
@@ -102,9 +95,12 @@ def page(matrix: Matrix) -> str:
             out.append(f"| `{r.name}` | {r.label} | {exp} | ±{r.tolerance:g} | {'yes' if r.fast else 'no'} | {time} "
                        f"| {r.measured or 'not yet'} |")
         out += ["", "<details><summary>commands</summary>", "", "```bash"]
+        for step in dict.fromkeys(s for r in rows for s in r.needs(matrix.steps)):
+            out.append(f"# step {step} (output: {{{step}}}, shared by the rows that name it)")
+            out += [f"dense-ext-{c}" for c in matrix.steps[step].commands]
         for r in rows:
             out.append(f"# {r.name}")
-            out += [shlex.join(shlex.split(c)) if not c.startswith("(") else f"# {c}" for c in _commands(r, matrix)]
+            out += [f"dense-ext-{c}" for c in r.commands] or [f"# scores {r.run_file}"]
         out += ["```", "", "</details>", ""]
         sources = {r.notes["source"] for r in rows if "source" in r.notes}
         if sources:
