@@ -156,3 +156,17 @@ def test_bench_ratio_is_read_from_the_scripts_json(tmp_path):
     (tmp_path / "out" / "x.json").write_text(json.dumps({"r": {}}))
     with pytest.raises(ValueError, match="missing 'a b'"):
         ratio(bench, tmp_path)
+
+
+def test_reuse_takes_a_step_built_elsewhere(small, tmp_path, capsys):
+    write, want = small
+    matrix = write(want["ndcg@10"])
+    built = tmp_path / "built-before"
+    built.mkdir()
+    (built / "a.trec").write_text((tmp_path / "b.trec").read_text())  # not what the step would build
+    argv = ["--matrix", str(matrix), "--scratch", str(tmp_path / "scratch"), "--run", "from-step", "--check"]
+    assert main(argv + ["--reuse", f"fused={built}"]) == 1  # scored from the reused dir: b.trec alone drifts
+    assert "step fused: using" in capsys.readouterr().err and not (tmp_path / "scratch" / "steps").exists()
+    assert main(argv) == 0
+    with pytest.raises(ValueError, match="names no step"):
+        main(argv + ["--reuse", f"nothing={built}"])

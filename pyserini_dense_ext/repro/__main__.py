@@ -21,6 +21,7 @@ EXAMPLE = """examples:
   python -m pyserini_dense_ext.repro --run cranfield-bm25 cranfield-dense
   python -m pyserini_dense_ext.repro --run all --check --fast          # what CI runs (.ci/run)
   python -m pyserini_dense_ext.repro --run all --check                 # SciFact rows too (hours on 2 cores)
+  python -m pyserini_dense_ext.repro --run scifact-minilm --reuse scifact-minilm=indexes/scifact-minilm
   python -m pyserini_dense_ext.repro --bench hybrid-search             # a speed row: ours vs Pyserini, same run
   python -m pyserini_dense_ext.repro --bench --no-run                  # the speed table from earlier results
   python -m pyserini_dense_ext.repro --write-docs                      # docs/reproductions.md + README tables
@@ -42,6 +43,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--scratch", type=Path, default=ROOT / "repro" / "output",
                    help="where steps and runs are built and reused (default: repro/output, gitignored)")
     p.add_argument("--rebuild", action="store_true", help="rebuild shared steps even when their command is unchanged")
+    p.add_argument("--reuse", nargs="+", default=[], metavar="STEP=DIR",
+                   help="use DIR as the output of shared step STEP instead of building it (an index built before)")
     p.add_argument("--no-run", action="store_true", help="--bench: read the scripts' last JSON results, run nothing")
     return p
 
@@ -83,7 +86,10 @@ def main(argv: list[str] | None = None) -> int:
     if not rows:
         raise ValueError("no rows selected" + (" (--fast keeps only rows marked fast)" if args.fast else ""))
     print(f"{len(rows)} row(s), scratch {args.scratch}", flush=True)
-    results = Runner(matrix, args.scratch, rebuild=args.rebuild,
+    if any("=" not in r for r in args.reuse):
+        raise ValueError("--reuse takes STEP=DIR")
+    reuse = dict(r.split("=", 1) for r in args.reuse)
+    results = Runner(matrix, args.scratch, rebuild=args.rebuild, reuse={k: Path(v) for k, v in reuse.items()},
                      log=lambda line: print(line, file=sys.stderr, flush=True)).run(rows)
     print(result_table(results))
     bad = [r.row.name for r in results if not r.ok]
