@@ -77,7 +77,11 @@ def page(matrix: Matrix) -> str:
            "output of a shared step), the metrics it scores on the split's qrels with our `eval` module, and the",
            "tolerance `python -m pyserini_dense_ext.repro --run NAME --check` allows. Rows marked fast run in CI",
            "(`.ci/run`: `--run all --check --fast`); the others were last measured on the date shown, by the",
-           "command named in their source note.", ""]
+           "command named in their source note.", "",
+           "Adding a row is a few lines in its collection's YAML (`name`, `label`, `run` commands writing `{run}` or a",
+           "`run_file`, `expected` metrics, `measured` date; a build several rows share goes under `steps`), then",
+           "`repro --write-docs`. A docs table shows the row once its name is in that table's `rows`; tables sit in",
+           "README.md and docs/*.md between `<!-- repro:table NAME -->` and `<!-- /repro:table -->`.", ""]
     for path, spec in matrix.files.items():
         rows = [r for r in matrix.rows.values() if r.source == path]
         if not rows:
