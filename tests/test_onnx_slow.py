@@ -106,7 +106,7 @@ def test_int8_keeps_effectiveness(setup, batch_size):
 
 
 def test_readme_int8_row_is_what_the_search_command_scores(setup, tmp_path):
-    """The matrix's (and so README's) ONNX int8 rows: python -m pyserini_dense_ext.search at --batch-size 32 (its default) and 1; the
+    """The matrix's (so README's) ONNX int8 rows: python -m pyserini_dense_ext.search at --batch-size 32 (default) and 1; the
     command encodes 256 queries per chunk, so its batches are not those of one 300-query encode call."""
     from pyserini_dense_ext.eval.metrics import evaluate
     from pyserini_dense_ext.io import read_run
@@ -119,7 +119,7 @@ def test_readme_int8_row_is_what_the_search_command_scores(setup, tmp_path):
                      str(setup["scifact"] / "queries.jsonl"), "--qids-from", str(setup["scifact"] / "qrels/test.tsv"),
                      "--batch-size", str(batch_size), "--output", str(out), "--quiet"]) == 0
         scores.append(round(evaluate(read_run(out), setup["qrels"], ["ndcg@10"])["ndcg@10"], 4))
-    assert [expected("scifact-onnx-int8", "ndcg@10")[0], expected("scifact-onnx-int8-batch1", "ndcg@10")[0]] == scores
+    assert [expected(row, "ndcg@10")[0] for row in ("scifact-onnx-int8", "scifact-onnx-int8-batch1")] == scores
     stated = re.search(r"it scores (\d\.\d{4}) at its default\s+`--batch-size 32` and (\d\.\d{4}) at `--batch-size 1`",
                        (ROOT / "docs/onnx.md").read_text(encoding="utf-8"))
     assert [float(x) for x in stated.groups()] == scores

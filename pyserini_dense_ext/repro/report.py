@@ -11,7 +11,7 @@ import re
 from pathlib import Path
 from typing import Sequence
 
-from .matrix import ROOT, Bench, Matrix, Row, Table
+from .matrix import ROOT, Bench, Matrix, Table
 from .runner import Result
 
 PAGE = ROOT / "docs" / "reproductions.md"
@@ -90,7 +90,7 @@ def page(matrix: Matrix) -> str:
                 f"`{spec.get('collection', 'cranfield')}`, qrels split `{spec.get('split', 'test')}`.", ""]
         if spec.get("about"):
             out += [" ".join(str(spec["about"]).split()), ""]
-        out += ["| row | condition | expected | tolerance | fast | time | last measured |", "|---|---|---|---|---|---|---|"]
+        out += ["| row | condition | expected | tolerance | fast | time | last measured |", "|" + "---|" * 7]
         for r in rows:
             exp = ", ".join(f"{m} {v:.4f}" for m, v in r.expected.items())
             if r.same_as:
