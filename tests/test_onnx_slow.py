@@ -106,8 +106,8 @@ def test_int8_keeps_effectiveness(setup, batch_size):
 
 
 def test_readme_int8_row_is_what_the_search_command_scores(setup, tmp_path):
-    """The matrix's (so README's) ONNX int8 rows: python -m pyserini_dense_ext.search at --batch-size 32 (default) and 1; the
-    command encodes 256 queries per chunk, so its batches are not those of one 300-query encode call."""
+    """The matrix's (so README's) ONNX int8 rows: python -m pyserini_dense_ext.search at --batch-size 32 (its default)
+    and 1; the command encodes 256 queries per chunk, so its batches are not those of one 300-query encode call."""
     from pyserini_dense_ext.eval.metrics import evaluate
     from pyserini_dense_ext.io import read_run
     from pyserini_dense_ext.search.__main__ import main
