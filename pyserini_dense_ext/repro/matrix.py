@@ -211,8 +211,6 @@ def read_file(path: Path, matrix: Matrix) -> None:
             except ValueError as e:
                 raise InputError(path, str(e), field=f"{where}.expected") from None
             expected[canonical] = _number(value, path, f"{where}.expected.{metric}", optional=False)
-        if not expected and not row.get("same_as"):
-            raise InputError(path, "checks nothing: give 'expected' metrics or 'same_as'", field=where)
         matrix.rows[name] = Row(
             name=name, label=str(row.get("label", name)), source=path, collection=collection,
             split=str(row.get("split", split)),

@@ -22,7 +22,7 @@ def result_table(results: Sequence[Result]) -> str:
     """Plain-text table: one line per row and metric, expected vs measured, a mark per row."""
     lines = [f"{'row':<34}{'metric':<12}{'expected':>10}{'measured':>10}{'diff':>9}{'tol':>8}{'s':>6}  mark"]
     for r in results:
-        metrics = list(r.row.expected) or ["-"]
+        metrics = list(r.row.expected) or list(r.scores) or ["-"]
         for i, metric in enumerate(metrics):
             exp = r.row.expected.get(metric)
             got = r.scores.get(metric)
@@ -92,7 +92,7 @@ def page(matrix: Matrix) -> str:
             out += [" ".join(str(spec["about"]).split()), ""]
         out += ["| row | condition | expected | tolerance | fast | time | last measured |", "|" + "---|" * 7]
         for r in rows:
-            exp = ", ".join(f"{m} {v:.4f}" for m, v in r.expected.items())
+            exp = ", ".join(f"{m} {v:.4f}" for m, v in r.expected.items()) or "not measured yet"
             if r.same_as:
                 exp += ("; " if exp else "") + f"ranking identical to `{r.same_as}`"
             time = f"{r.seconds:.0f} s" if r.seconds is not None else "—"

@@ -20,6 +20,7 @@ from ..io.errors import InputError
 from .matrix import EMBEDDED, ROOT, Matrix, Row, Step
 
 SCRIPT_PREFIX = "dense-ext-"
+UNMEASURED_METRICS = ("ndcg@10", "recall@100")  # printed for a row with no expected values yet
 
 
 def command_modules() -> dict[str, str]:
@@ -72,7 +73,7 @@ class Result:
             return "DRIFT"
         if self.same not in (None, "identical"):
             return "DIFFERS"
-        return "ok"
+        return "ok" if self.row.expected else "new (no expected values yet)"
 
 
 def same_ranking(a: Path, b: Path) -> str:
@@ -184,9 +185,8 @@ class Runner:
                 self.run_command(command, values, row.name)
             path = Path(row.run_file.format_map(values))
             self.runs[row.name] = path
-            if row.expected:
-                qrels = read_qrels(Path(values["qrels"]))
-                result.scores = evaluate(read_run(path), qrels, list(row.expected))
+            qrels = read_qrels(Path(values["qrels"]))
+            result.scores = evaluate(read_run(path), qrels, list(row.expected) or UNMEASURED_METRICS)
         except Exception as e:  # noqa: BLE001  (a row's failure is reported in the table, the others still run)
             result.error = f"{type(e).__name__}: {e}"
         result.seconds = time.perf_counter() - started
