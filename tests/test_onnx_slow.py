@@ -18,6 +18,7 @@ from pyserini_dense_ext.io.corpus import read_corpus
 from pyserini_dense_ext.io.qrels import read_qrels
 from pyserini_dense_ext.io.topics import read_topics
 from pyserini_dense_ext.onnx import OnnxQueryEncoder, export_onnx, load_onnx
+from pyserini_dense_ext.repro import expected
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[1]
@@ -96,7 +97,8 @@ def test_int8_keeps_effectiveness(setup, batch_size):
     cosine = (torch_vectors * int8).sum(1) / np.linalg.norm(torch_vectors, axis=1) / np.linalg.norm(int8, axis=1)
     assert cosine.min() >= 0.99
     ndcg_fp32, ndcg_int8 = ndcg10(fp32, setup), ndcg10(int8, setup)
-    assert ndcg_fp32 == pytest.approx(0.6451, abs=5e-4)  # Pyserini's score for this recipe (pyserini.encode)
+    value, tolerance = expected("scifact-onnx-fp32", "ndcg@10")  # = Pyserini's score for this recipe (pyserini.encode)
+    assert ndcg_fp32 == pytest.approx(value, abs=tolerance)
     assert abs(ndcg_int8 - ndcg_fp32) <= 0.005
     stated = doc_row(ROOT / "docs/onnx.md", str(batch_size) if batch_size < 300 else "300 (all at once)")
     assert stated == [[round(float(cosine.min()), 3), round(float(cosine.mean()), 3)], [round(ndcg_int8, 4)],
@@ -104,8 +106,8 @@ def test_int8_keeps_effectiveness(setup, batch_size):
 
 
 def test_readme_int8_row_is_what_the_search_command_scores(setup, tmp_path):
-    """README: ONNX int8 through python -m pyserini_dense_ext.search at --batch-size 32 (its default) and 1; the
-    command encodes 256 queries per chunk, so its batches are not those of one 300-query encode call."""
+    """The matrix's (so README's) ONNX int8 rows: python -m pyserini_dense_ext.search at --batch-size 32 (its default)
+    and 1; the command encodes 256 queries per chunk, so its batches are not those of one 300-query encode call."""
     from pyserini_dense_ext.eval.metrics import evaluate
     from pyserini_dense_ext.io import read_run
     from pyserini_dense_ext.search.__main__ import main
@@ -117,8 +119,7 @@ def test_readme_int8_row_is_what_the_search_command_scores(setup, tmp_path):
                      str(setup["scifact"] / "queries.jsonl"), "--qids-from", str(setup["scifact"] / "qrels/test.tsv"),
                      "--batch-size", str(batch_size), "--output", str(out), "--quiet"]) == 0
         scores.append(round(evaluate(read_run(out), setup["qrels"], ["ndcg@10"])["ndcg@10"], 4))
-    assert doc_row(ROOT / "README.md", "ONNX int8, `search --batch-size 32` (its default) / `--batch-size 1`")[0] \
-        == scores
+    assert [expected(row, "ndcg@10")[0] for row in ("scifact-onnx-int8", "scifact-onnx-int8-batch1")] == scores
     stated = re.search(r"it scores (\d\.\d{4}) at its default\s+`--batch-size 32` and (\d\.\d{4}) at `--batch-size 1`",
                        (ROOT / "docs/onnx.md").read_text(encoding="utf-8"))
     assert [float(x) for x in stated.groups()] == scores

@@ -2,8 +2,9 @@
 
 References (not our own outputs): all-MiniLM-L6-v2 nDCG@10 0.6451 on SciFact test (MTEB);
 Pyserini BM25 flat (k1=0.9, b=0.4) nDCG@10 0.6789 and R@100 0.9253 (Pyserini's BEIR figures).
-The tuned-hybrid tables of README.md and docs/hybrid.md and the search.hybrid --help example are
-checked against what the commands they name print.
+Expected values come from the reproduction matrix (repro/scifact.yaml), which the README and
+docs tables are generated from; its hybrid rows and the search.hybrid --help example are checked
+against what the tune command prints.
 """
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ import pytest
 from pyserini_dense_ext.encoders.presets import MINILM
 from pyserini_dense_ext.eval.metrics import evaluate
 from pyserini_dense_ext.io import read_qrels, read_topics
+from pyserini_dense_ext.repro import expected, load
 from pyserini_dense_ext.search import DenseSearcher
 
 pytestmark = pytest.mark.slow
@@ -31,7 +33,9 @@ def test_minilm_dense_reproduces_mteb(scifact_minilm_index, minilm_dir, test_spl
     assert len(topics) == 300
     searcher = DenseSearcher(scifact_minilm_index, minilm_dir, **MINILM)
     scores = evaluate(searcher.search_run(topics, k=1000, progress=False), qrels, ("ndcg@10", "recall@100"))
-    assert scores["ndcg@10"] == pytest.approx(0.6451, abs=0.005)
+    for metric in ("ndcg@10", "recall@100"):
+        value, tolerance = expected("scifact-minilm", metric)
+        assert scores[metric] == pytest.approx(value, abs=tolerance)
 
 
 def test_the_index_record_configures_minilm_named_only_by_family(scifact_minilm_index, minilm_dir, test_split):
@@ -40,7 +44,8 @@ def test_the_index_record_configures_minilm_named_only_by_family(scifact_minilm_
     searcher = DenseSearcher(scifact_minilm_index, minilm_dir, family="repbert")
     assert searcher.query_encoder.config.query_max_length == MINILM["query_max_length"]
     scores = evaluate(searcher.search_run(topics, k=1000, progress=False), qrels, ("ndcg@10",))
-    assert scores["ndcg@10"] == pytest.approx(0.6451, abs=0.005)
+    value, tolerance = expected("scifact-minilm", "ndcg@10")
+    assert scores["ndcg@10"] == pytest.approx(value, abs=tolerance)
 
 
 def test_bm25_reproduces_pyserini_beir_flat(scifact_bm25_index, test_split):
@@ -52,32 +57,12 @@ def test_bm25_reproduces_pyserini_beir_flat(scifact_bm25_index, test_split):
     hits = searcher.batch_search(list(topics.values()), list(topics), k=1000, threads=2)
     run = {q: [(h.docid, h.score) for h in hits[q]] for q in topics}
     scores = evaluate(run, qrels, ("ndcg@10", "recall@100"))
-    assert scores["ndcg@10"] == pytest.approx(0.6789, abs=0.002)
-    assert scores["recall@100"] == pytest.approx(0.9253, abs=0.002)
+    for metric in ("ndcg@10", "recall@100"):
+        value, tolerance = expected("scifact-bm25", metric)
+        assert scores[metric] == pytest.approx(value, abs=tolerance)
 
 
 ROOT = Path(__file__).resolve().parents[1]
-# First cells of the hybrid tables' rows (README.md, docs/hybrid.md) -> the tune variants they report.
-HYBRID_ROWS = {"linear, raw scores": ["linear"], "linear, centred": ["linear:centred"], "linear, z-score":
-               ["linear:z-score"], "weighted, raw scores": ["weighted"], "weighted, z-score": ["weighted:z-score"],
-               "RRF": ["rrf"], "CombSUM / CombMNZ": ["combsum", "combmnz"], "CombSUM (min-max)": ["combsum"],
-               "CombMNZ (min-max)": ["combmnz"], "interleave": ["interleave"]}
-
-
-def table_rows(path: Path) -> list[list[str]]:
-    """The cells of every Markdown table row of ``path``, emphasis stripped."""
-    return [[c.strip().strip("*") for c in line.strip().strip("|").split("|")]
-            for line in path.read_text(encoding="utf-8").splitlines() if line.startswith("| ")]
-
-
-def hybrid_rows(path: Path) -> list[tuple[list[str], list[str]]]:
-    """(variants, cells) of the tuned-hybrid rows; "RRF" must be the whole first cell (not `rrf` elsewhere)."""
-    out = []
-    for cells in table_rows(path):
-        for prefix, methods in HYBRID_ROWS.items():
-            if cells[0] == prefix or (prefix != "RRF" and cells[0].startswith(prefix)):
-                out.append((methods, cells))
-    return out
 
 
 def numbers(cell: str) -> list[float]:
@@ -115,39 +100,37 @@ def tuned(scifact, scifact_minilm_index, scifact_bm25_index, minilm_dir, tmp_pat
     return {"train": train, "test": test, "untuned": {m: rs[0] for m, rs in read("untuned.csv").items()}}
 
 
-def test_readme_and_docs_hybrid_tables_are_what_tune_reports(tuned):
-    """Every number in the tuned-hybrid tables of README.md and docs/hybrid.md, from the command they name."""
+def test_matrix_hybrid_rows_are_what_tune_reports(tuned):
+    """Every SciFact hybrid row of the matrix (README's and docs/hybrid.md's tables): tune's chosen value, its train
+    and test scores; the untuned rows from the saved runs; BM25 and dense as tune scored them."""
     def score(split: str, method: str, metric: str) -> float:
         return round(float(tuned[split][method][metric]), 4)
 
-    for path, columns, n_rows in ((ROOT / "README.md", ("value", "test ndcg@10", "test recall@100"), 8),
-                                  (ROOT / "docs/hybrid.md", ("value", "train ndcg@10", "test ndcg@10",
-                                                             "test recall@100"), 9)):
-        rows = hybrid_rows(path)
-        assert len(rows) == n_rows, path.name
-        for methods, cells in rows:
-            for column, cell in zip(columns, cells[1:]):
-                if column == "value":
-                    got = [float(tuned["test"][m]["value"]) for m in methods if tuned["test"][m]["value"]]
-                else:
-                    split, metric = column.split()
-                    got = [score(split, m, metric) for m in methods]
-                assert numbers(cell) == got, (path.name, cells[0], column)
-    untuned = {m: (score("untuned", m, "ndcg@10"), score("untuned", m, "recall@100")) for m in ("linear", "rrf")}
-    readme = [cells for cells in table_rows(ROOT / "README.md") if cells[0].startswith("untuned")]
-    assert [numbers(c) for c in readme[0][2:4]] == [[untuned["linear"][0], untuned["rrf"][0]],
-                                                   [untuned["linear"][1], untuned["rrf"][1]]]
-    docs = {cells[0].split()[1]: cells for cells in table_rows(ROOT / "docs/hybrid.md")
-            if cells[0].startswith("untuned:")}
-    assert [numbers(c)[0] for c in docs["linear,"][3:5]] == list(untuned["linear"])
-    assert [numbers(c)[0] for c in docs["RRF,"][3:5]] == list(untuned["rrf"])
+    rows = load().rows
+    checked = 0
+    for row in rows.values():
+        method, split = (row.notes["tune"], "test") if "tune" in row.notes else (row.notes.get("untuned"), "untuned")
+        if row.name in ("scifact-bm25", "scifact-minilm"):
+            method, split = ("sparse" if row.name == "scifact-bm25" else "dense"), "test"
+        if method is None:
+            continue
+        for metric, value in row.expected.items():
+            assert score(split, method, metric) == pytest.approx(value, abs=row.tolerance), (row.name, metric)
+        if split == "test":
+            assert numbers(row.notes["train"]) == [score("train", method, "ndcg@10")], row.name
+            stated = numbers(row.notes["value"])
+            assert stated == ([float(tuned["test"][method]["value"])] if tuned["test"][method]["value"] else []), \
+                row.name
+        checked += 1
+    assert checked == 13
 
 
 def test_hybrid_tuned_on_train_beats_bm25_and_dense_on_test(tuned):
     """Every fused run beats both BM25 and dense alone on test nDCG@10 and R@100 (docs/hybrid.md)."""
     test = tuned["test"]
-    assert float(test["sparse"]["ndcg@10"]) == pytest.approx(0.6789, abs=0.002)
-    assert float(test["dense"]["ndcg@10"]) == pytest.approx(0.6451, abs=0.005)
+    for method, row in (("sparse", "scifact-bm25"), ("dense", "scifact-minilm")):
+        value, tolerance = expected(row, "ndcg@10")
+        assert float(test[method]["ndcg@10"]) == pytest.approx(value, abs=tolerance)
     for method, row in test.items():
         if method in ("sparse", "dense"):
             continue

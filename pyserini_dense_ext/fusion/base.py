@@ -4,6 +4,11 @@ A fusion method sees the union of the documents of r ranked lists as a sorted do
 two ``(r, u)`` float64 matrices: each list's score (NaN where the list lacks the document) and
 its 1-based rank (+inf where it lacks it). Keeping the union sorted by docid makes the tie-break
 free: a stable sort on the fused score alone leaves equal scores in docid order.
+
+A list's ranks come from its scores, ties by docid, not from the order it arrives in: that is the
+order :func:`~pyserini_dense_ext.io.runs.read_run` gives a run file, so fusing a searcher's lists in
+memory and fusing the run files they were written to give one answer (FAISS and Lucene return tied
+documents in index order, which a run file does not keep).
 """
 from __future__ import annotations
 
@@ -39,7 +44,7 @@ def as_hits(ranking: Ranking) -> Hits:
 
 
 def pool(lists: Sequence[Hits], qid: str | None = None) -> Pool:
-    """Merge ranked lists (each best first: position i is rank i+1) over the union of their docids.
+    """Merge ranked lists over the union of their docids; each list is ranked by score, ties by docid.
 
     A list naming a document twice is an error, not something to guess about: which score counts?
     """
@@ -62,7 +67,7 @@ def pool(lists: Sequence[Hits], qid: str | None = None) -> Pool:
             raise ValueError(f"ranked list {i + 1} holds a score that is not a finite number"
                              + (f" for query {qid!r}" if qid is not None else ""))
         scores[i, slots] = s
-        ranks[i, slots] = np.arange(1, n + 1)
+        ranks[i, slots[np.lexsort((slots, -s))]] = np.arange(1, n + 1)  # slots ascend with docid
     return Pool(docids, scores, ranks)
 
 

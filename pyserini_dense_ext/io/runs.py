@@ -62,9 +62,14 @@ def read_run(path: str | Path, docids: Container[str] | None = None, docid_sourc
 
 
 def format_lines(qid: str, hits: Iterable[tuple[str, float]], tag: str, fmt: str = "trec") -> Iterator[str]:
-    """Lines of one query in TREC (``qid Q0 docid rank score tag``) or MS MARCO form."""
+    """Lines of one query in TREC (``qid Q0 docid rank score tag``) or MS MARCO form.
+
+    Scores are written in the shortest form that reads back as the same double (``repr``), not
+    Pyserini's ``%.6f``: six decimals turn near-ties of cosine or RRF scores into ties, so a run
+    read back would rank (and fuse, and evaluate) differently from the one in memory.
+    """
     for rank, (docid, score) in enumerate(hits, start=1):
-        yield (f"{qid} Q0 {docid} {rank} {score:.6f} {tag}\n" if fmt == "trec" else f"{qid}\t{docid}\t{rank}\n")
+        yield (f"{qid} Q0 {docid} {rank} {float(score)!r} {tag}\n" if fmt == "trec" else f"{qid}\t{docid}\t{rank}\n")
 
 
 def write_run(path: str | Path, run: Run | Sequence[tuple[str, Ranking]], tag: str = "dense_ext",

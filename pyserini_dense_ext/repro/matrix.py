@@ -1,0 +1,282 @@
+"""The reproduction matrix: ``repro/*.yaml`` read into rows, steps, tables and benchmarks, validated.
+
+One YAML file per collection (Pyserini's two-click reproductions keep one per condition family):
+
+    collection: cranfield          # "cranfield" = the embedded copy; else a BEIR-layout dir (relative: to the repo)
+    split: test                    # qrels/<split>.tsv scores every row
+    fast: true                     # default of the rows: part of ``--run all --check --fast`` (CI)
+    tolerance: 0.0005              # default |measured - expected| allowed per metric
+    steps:                         # builds that rows share: run once, reused while their command is unchanged
+      quickstart: quickstart --data {data} --output {out}
+    rows:
+      - name: cranfield-bm25
+        label: BM25
+        run_file: "{quickstart}/runs/bm25.trec"       # or run: COMMAND(S) writing {run}
+        expected: {ndcg@10: 0.4322, recall@100: 0.7633}
+        measured: 2026-12-02                          # when the expected values were last measured
+
+A command is a console script's name without ``dense-ext-`` (``encode``, ``search``, ``hybrid``,
+``fuse``, ``eval``, ``tune``, ``quickstart``, ``onnx-export``, ...) and its flags. Placeholders:
+``{data}``, ``{corpus}``, ``{topics}``, ``{qrels}`` (the row's split), ``{scratch}``, ``{minilm}``
+(the demo extra's MiniLM dir), ``{run}`` (the row's run file), ``{out}`` (a step's output) and
+``{STEP}`` (the output dir of step STEP, which the row then needs). ``same_as: ROW`` also checks
+that the two rows' run files rank every query identically.
+"""
+from __future__ import annotations
+
+import datetime
+import re
+import string
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..eval.metrics import parse_metric
+from ..io.errors import InputError
+
+ROOT = Path(__file__).resolve().parents[2]
+MATRIX_DIR = ROOT / "repro"
+BENCH_FILE = "bench.yaml"
+EMBEDDED = {"cranfield": Path(__file__).resolve().parents[1] / "data" / "cranfield"}
+BUILTIN_PLACEHOLDERS = {"data", "corpus", "topics", "qrels", "scratch", "minilm", "run", "out"}
+
+
+def placeholders(template: str) -> set[str]:
+    """The ``{name}`` fields of a command template."""
+    return {name for _, name, _, _ in string.Formatter().parse(template) if name}
+
+
+@dataclass(frozen=True)
+class Row:
+    """One reproduced condition: commands that write a run file, the metrics it should score."""
+
+    name: str
+    label: str
+    source: Path  # the YAML file
+    collection: str
+    split: str
+    commands: tuple[str, ...]
+    run_file: str
+    expected: dict[str, float]
+    tolerance: float
+    fast: bool
+    seconds: float | None
+    measured: str | None
+    same_as: str | None
+    notes: dict[str, str] = field(default_factory=dict)
+
+    def needs(self, steps: dict[str, "Step"]) -> list[str]:
+        """Steps this row's commands or run file name, in the matrix's order."""
+        used = set().union(*(placeholders(t) for t in (*self.commands, self.run_file)))
+        return [s for s in steps if s in used]
+
+    def cell(self, key: str) -> str:
+        """A table cell: an expected metric (4 decimals), a note, the label or (``row``) the command re-running it."""
+        if key == "label":
+            return self.label
+        if key == "row":
+            return f"`dense-ext-repro --run {self.name}`"
+        if key in self.expected:
+            return f"{self.expected[key]:.4f}"
+        return self.notes.get(key, "—")
+
+
+@dataclass(frozen=True)
+class Step:
+    """A build several rows share (an index, an export, a trained model): its output dir and commands."""
+
+    name: str
+    collection: str
+    commands: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Table:
+    """A table generated into the docs: rows by name, columns as header -> row cell key."""
+
+    name: str
+    rows: tuple[str, ...]
+    columns: dict[str, str]
+
+
+@dataclass(frozen=True)
+class Bench:
+    """A speed benchmark: the script, where its JSON result keeps the ratio, the target and the last value."""
+
+    name: str
+    what: str
+    script: str
+    args: str
+    json: str
+    value: tuple[str, ...]  # keys into the JSON result
+    target: float | None
+    last: float | None
+    measured: str | None
+    baseline: str
+
+
+@dataclass
+class Matrix:
+    """Every row, step, table and benchmark of a matrix directory."""
+
+    rows: dict[str, Row] = field(default_factory=dict)
+    steps: dict[str, Step] = field(default_factory=dict)
+    tables: dict[str, Table] = field(default_factory=dict)
+    bench: dict[str, Bench] = field(default_factory=dict)
+    files: dict[Path, dict[str, Any]] = field(default_factory=dict)  # each YAML's top-level settings
+
+    def select(self, names: list[str], fast: bool = False) -> list[Row]:
+        """Rows by name (``all``: every row), with the rows their ``same_as`` checks compare against."""
+        unknown = [n for n in names if n != "all" and n not in self.rows]
+        if unknown:
+            raise ValueError(f"unknown row(s) {unknown}; --list shows them")
+        chosen = list(self.rows) if "all" in names else list(dict.fromkeys(names))
+        rows = [self.rows[n] for n in chosen if self.rows[n].fast or not fast]
+        names = [r.name for r in rows]
+        extra = [r.same_as for r in rows if r.same_as and r.same_as not in names]
+        return rows + [self.rows[n] for n in dict.fromkeys(extra)]
+
+
+def _commands(value: Any, path: Path, where: str) -> tuple[str, ...]:
+    commands = (value,) if isinstance(value, str) else value
+    if not isinstance(commands, (list, tuple)) or not all(isinstance(c, str) and c.strip() for c in commands):
+        raise InputError(path, "must be a command or a list of commands", field=where)
+    return tuple(" ".join(c.split()) for c in commands)
+
+
+def _date(value: Any, path: Path, where: str) -> str | None:
+    if value is None or isinstance(value, datetime.date):
+        return value and value.isoformat()
+    if isinstance(value, str) and re.fullmatch(r"\d{4}-\d{2}-\d{2}", value):
+        return value
+    raise InputError(path, f"{value!r} is not a date (YYYY-MM-DD)", field=where)
+
+
+def _number(value: Any, path: Path, where: str, optional: bool = True) -> float | None:
+    if value is None and optional:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise InputError(path, f"{value!r} is not a number", field=where)
+    return float(value)
+
+
+def _mapping(value: Any, path: Path, where: str) -> dict:
+    if not isinstance(value, dict):
+        raise InputError(path, "must be a mapping", field=where)
+    return value
+
+
+ROW_KEYS = {"name", "label", "run", "run_file", "expected", "tolerance", "fast", "seconds", "measured", "same_as",
+            "notes", "split"}
+FILE_KEYS = {"title", "collection", "split", "fast", "tolerance", "steps", "rows", "tables", "bench", "about"}
+
+
+def read_file(path: Path, matrix: Matrix) -> None:
+    """Add one YAML file's steps, rows, tables and benchmarks to ``matrix`` (names are global)."""
+    import yaml
+
+    try:
+        spec = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        raise InputError(path, f"not valid YAML: {getattr(e, 'problem', e)}",
+                         mark.line + 1 if mark else None) from None
+    spec = _mapping(spec, path, "(top level)")
+    if set(spec) - FILE_KEYS:
+        raise InputError(path, f"unknown key(s) {sorted(set(spec) - FILE_KEYS)}; known: {sorted(FILE_KEYS)}")
+    matrix.files[path] = {k: v for k, v in spec.items() if k not in ("steps", "rows", "tables", "bench")}
+    collection = str(spec.get("collection", "cranfield"))
+    split = str(spec.get("split", "test"))
+    for name, value in _mapping(spec.get("steps", {}), path, "steps").items():
+        if name in matrix.steps or name in BUILTIN_PLACEHOLDERS:
+            raise InputError(path, f"step name {name!r} is taken", field=f"steps.{name}")
+        matrix.steps[name] = Step(name, collection, _commands(value, path, f"steps.{name}"))
+    for i, row in enumerate(spec.get("rows", []) or []):
+        row = _mapping(row, path, f"rows[{i}]")
+        name = row.get("name")
+        where = f"rows[{i}]" if not name else f"rows.{name}"
+        if not isinstance(name, str) or not re.fullmatch(r"[a-z0-9][a-z0-9.-]*", name):
+            raise InputError(path, "needs a name of lower-case letters, digits, '.' and '-'", field=where)
+        if name in matrix.rows:
+            raise InputError(path, f"row {name!r} also in {matrix.rows[name].source.name}", field=where)
+        if set(row) - ROW_KEYS:
+            raise InputError(path, f"unknown key(s) {sorted(set(row) - ROW_KEYS)}; known: {sorted(ROW_KEYS)}",
+                             field=where)
+        if "run" not in row and "run_file" not in row:
+            raise InputError(path, "needs 'run' (commands writing {run}) or 'run_file'", field=where)
+        expected = {}
+        for metric, value in _mapping(row.get("expected", {}), path, f"{where}.expected").items():
+            try:
+                canonical = parse_metric(str(metric)).name
+            except ValueError as e:
+                raise InputError(path, str(e), field=f"{where}.expected") from None
+            expected[canonical] = _number(value, path, f"{where}.expected.{metric}", optional=False)
+        matrix.rows[name] = Row(
+            name=name, label=str(row.get("label", name)), source=path, collection=collection,
+            split=str(row.get("split", split)),
+            commands=_commands(row["run"], path, f"{where}.run") if "run" in row else (),
+            run_file=str(row.get("run_file", "{run}")), expected=expected,
+            tolerance=_number(row.get("tolerance", spec.get("tolerance", 0.0005)), path, f"{where}.tolerance"),
+            fast=bool(row.get("fast", spec.get("fast", False))),
+            seconds=_number(row.get("seconds"), path, f"{where}.seconds"),
+            measured=_date(row.get("measured"), path, f"{where}.measured"), same_as=row.get("same_as"),
+            notes={str(k): str(v) for k, v in _mapping(row.get("notes", {}), path, f"{where}.notes").items()})
+    for name, table in _mapping(spec.get("tables", {}), path, "tables").items():
+        table = _mapping(table, path, f"tables.{name}")
+        matrix.tables[name] = Table(name, tuple(table.get("rows", ())),
+                                    {str(k): str(v) for k, v in _mapping(table.get("columns", {}), path,
+                                                                         f"tables.{name}.columns").items()})
+    for i, b in enumerate(spec.get("bench", []) or []):
+        b = _mapping(b, path, f"bench[{i}]")
+        where = f"bench.{b.get('name', i)}"
+        missing = {"name", "script", "json", "value", "what"} - set(b)
+        if missing:
+            raise InputError(path, f"missing {sorted(missing)}", field=where)
+        value = b["value"] if isinstance(b["value"], list) else [b["value"]]
+        matrix.bench[b["name"]] = Bench(
+            name=b["name"], what=str(b["what"]), script=str(b["script"]), args=str(b.get("args", "")),
+            json=str(b["json"]), value=tuple(map(str, value)), target=_number(b.get("target"), path, f"{where}.target"),
+            last=_number(b.get("last"), path, f"{where}.last"), measured=_date(b.get("measured"), path,
+                                                                                f"{where}.measured"),
+            baseline=str(b.get("baseline", "")))
+
+
+def check(matrix: Matrix) -> None:
+    """Cross-file checks: placeholders name steps, ``same_as`` and table rows exist."""
+    known = BUILTIN_PLACEHOLDERS | set(matrix.steps)
+    for step in matrix.steps.values():
+        for command in step.commands:
+            bad = placeholders(command) - known - {"run"}
+            if bad:
+                raise ValueError(f"step {step.name!r}: unknown placeholder(s) {sorted(bad)}")
+    for row in matrix.rows.values():
+        for template in (*row.commands, row.run_file):
+            bad = placeholders(template) - known - {"out"}
+            if bad:
+                raise InputError(row.source, f"unknown placeholder(s) {sorted(bad)}; steps: {sorted(matrix.steps)}",
+                                 field=f"rows.{row.name}")
+        if row.same_as and row.same_as not in matrix.rows:
+            raise InputError(row.source, f"same_as names no row {row.same_as!r}", field=f"rows.{row.name}")
+    for table in matrix.tables.values():
+        for name in table.rows:
+            if name not in matrix.rows:
+                raise ValueError(f"table {table.name!r} names no row {name!r}")
+
+
+def load(directory: str | Path = MATRIX_DIR) -> Matrix:
+    """Every ``*.yaml`` of ``directory``, checked."""
+    directory = Path(directory)
+    files = sorted(directory.glob("*.yaml"))
+    if not files:
+        raise InputError(directory, "holds no *.yaml matrix files")
+    matrix = Matrix()
+    for path in files:
+        read_file(path, matrix)
+    check(matrix)
+    return matrix
+
+
+def expected(name: str, metric: str, directory: str | Path = MATRIX_DIR) -> tuple[float, float]:
+    """(expected value, tolerance) of row ``name``'s ``metric``: what slow tests assert, typed once."""
+    row = load(directory).rows[name]
+    return row.expected[parse_metric(metric).name], row.tolerance
