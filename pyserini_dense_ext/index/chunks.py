@@ -1,8 +1,12 @@
-"""Resumable corpus encoding: vectors kept in durable chunk files until the index dir is written.
+"""Resumable corpus jobs: results kept in durable chunk files until the final output is written.
 
-Vectors are written chunk by chunk to a hidden ``.<name>.partial`` dir beside the output (each
-chunk renamed into place when complete). A killed run, re-run with the same arguments, skips
-finished chunks; a partial dir made by other arguments or another corpus is refused.
+A corpus job (encoding vectors, generating docT5query predictions) works through the documents
+in chunks of ``chunk_size``; each finished chunk is written to a hidden ``.<name>.partial`` dir
+beside the output, durably and by rename. A killed run, re-run with the same arguments, skips
+finished chunks; a partial dir made by other arguments or another corpus is refused. The chunk
+contents are the job's business (``.npy`` vectors here, JSONL predictions in
+:mod:`pyserini_dense_ext.expand`); :func:`process_chunks` runs a job in this process and
+:mod:`.distributed` on Ray workers, both through the same files.
 """
 from __future__ import annotations
 
@@ -11,13 +15,14 @@ import io
 import json
 import os
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
 from ..io.atomic import fsync_dir
 from ..io.corpus import Doc
 from ..io.fingerprint import docs_fingerprint
+from ..progress import progress_bar
 
 STATE_FILE = "state.json"
 
@@ -26,17 +31,28 @@ def partial_dir(out_dir: Path) -> Path:
     return out_dir.with_name(f".{out_dir.name}.partial")
 
 
-def _fingerprint(docs: Sequence[Doc], encoder_id: dict[str, Any], chunk_size: int) -> str:
-    """This job's identity: the encoder, the chunking, the docids in order (which chunk holds which
-    documents) and the documents' texts."""
-    h = hashlib.sha256(json.dumps({"encoder": encoder_id, "chunk_size": chunk_size, "corpus": docs_fingerprint(docs)},
+def start_job(out: Path, docs: Sequence[Doc], overwrite: bool, what: str) -> Path:
+    """The partial dir of a job writing ``out``: refused if ``out`` exists (without ``overwrite``) or nothing to do."""
+    if out.exists() and not overwrite:
+        raise FileExistsError(f"{out} already exists; pass --overwrite to replace it")
+    if not docs:
+        raise ValueError(f"no documents to {what} into {out}")
+    return partial_dir(out)
+
+
+def _fingerprint(docs: Sequence[Doc], job_id: dict[str, Any], chunk_size: int) -> str:
+    """This job's identity: what it computes (``job_id``), the chunking, the docids in order (which chunk
+    holds which documents) and the documents' texts."""
+    h = hashlib.sha256(json.dumps({"encoder": job_id, "chunk_size": chunk_size, "corpus": docs_fingerprint(docs)},
                                   sort_keys=True).encode())
     for d in docs:
         h.update(d.docid.encode("utf-8", "surrogatepass") + b"\n")
     return h.hexdigest()
 
 
-def _write_atomic(path: Path, data: bytes) -> None:
+def write_durable(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` so that a crash leaves the old file or the whole new one: ``*.tmp``, fsync,
+    rename, fsync of the dir."""
     tmp = path.with_name(path.name + ".tmp")
     with open(tmp, "wb") as f:
         f.write(data)
@@ -46,15 +62,18 @@ def _write_atomic(path: Path, data: bytes) -> None:
     fsync_dir(path.parent)  # the rename itself survives a power cut
 
 
-def chunk_paths(docs: Sequence[Doc], work: Path, encoder_id: dict[str, Any], chunk_size: int) -> list[Path]:
+def chunk_paths(docs: Sequence[Doc], work: Path, job_id: dict[str, Any], chunk_size: int,
+                suffix: str = ".npy") -> list[Path]:
     """Open (or create) the partial dir for this exact job and name its chunk files, finished or not.
 
-    The state file is written by rename, so a kill at any instant leaves either no state (an empty
-    dir, started afresh) or a whole one; a leftover ``*.tmp`` chunk is ignored and later overwritten.
+    ``job_id`` says what the job computes (the encoder, the sampling settings); with the docids and
+    ``chunk_size`` it makes the fingerprint a resumed run must match. The state file is written by
+    rename, so a kill at any instant leaves either no state (an empty dir, started afresh) or a
+    whole one; a leftover ``*.tmp`` chunk is ignored and later overwritten.
     """
     if chunk_size < 1:
         raise ValueError(f"--chunk-size must be positive, got {chunk_size}")
-    fingerprint = _fingerprint(docs, encoder_id, chunk_size)
+    fingerprint = _fingerprint(docs, job_id, chunk_size)
     state_path = work / STATE_FILE
     work.mkdir(parents=True, exist_ok=True)
     state: dict[str, Any] = {}
@@ -63,25 +82,43 @@ def chunk_paths(docs: Sequence[Doc], work: Path, encoder_id: dict[str, Any], chu
             state = json.loads(state_path.read_text(encoding="utf-8"))
         except (json.JSONDecodeError, UnicodeDecodeError):
             state = {"fingerprint": "unreadable"}
-    elif not any(work.glob("chunk-*.npy")):
-        _write_atomic(state_path, json.dumps({"fingerprint": fingerprint, "encoder": encoder_id}).encode())
+    elif not any(work.glob("chunk-*")):
+        write_durable(state_path, json.dumps({"fingerprint": fingerprint, "encoder": job_id}).encode())
         state = {"fingerprint": fingerprint}
     if state.get("fingerprint") != fingerprint:
-        raise ValueError(f"{work} holds a partial encoding made with other arguments or another corpus; "
+        raise ValueError(f"{work} holds a partial run made with other arguments or another corpus; "
                          "re-run with the same arguments to resume, or delete it to start over")
     n_chunks = -(-len(docs) // chunk_size)
-    return [work / f"chunk-{c:06d}.npy" for c in range(n_chunks)]
+    return [work / f"chunk-{c:06d}{suffix}" for c in range(n_chunks)]
+
+
+def chunk_docs(docs: Sequence[Doc], chunk: int, chunk_size: int) -> list[Doc]:
+    return list(docs[chunk * chunk_size:(chunk + 1) * chunk_size])
+
+
+def process_chunks(docs: Sequence[Doc], names: Sequence[Path], chunk_size: int,
+                   process: Callable[[list[Doc]], Any], save: Callable[[Path, Any], None], desc: str,
+                   progress: bool = True) -> None:
+    """Run ``process`` on every unfinished chunk in this process and ``save`` each result to its file."""
+    done = sum(1 for p in names if p.is_file())
+    with progress_bar(len(docs), desc, "doc", progress, initial=min(done * chunk_size, len(docs))) as bar:
+        for c, path in enumerate(names):
+            if path.is_file():
+                continue
+            chunk = chunk_docs(docs, c, chunk_size)
+            save(path, process(chunk))
+            bar.update(len(chunk))
 
 
 def save_chunk(path: Path, vectors: np.ndarray) -> None:
-    """Make one finished chunk durable: written to ``*.tmp``, fsynced, renamed."""
+    """Make one finished chunk of vectors durable (float32 ``.npy``, no pickle)."""
     buffer = io.BytesIO()
     np.save(buffer, np.ascontiguousarray(vectors, dtype=np.float32), allow_pickle=False)
-    _write_atomic(path, buffer.getvalue())
+    write_durable(path, buffer.getvalue())
 
 
 def load_chunks(paths: Sequence[Path], n_docs: int, chunk_size: int) -> np.ndarray:
-    """All chunks in order; a chunk of the wrong length (not ours, or tampered with) is an error."""
+    """All vector chunks in order; a chunk of the wrong length (not ours, or tampered with) is an error."""
     arrays = []
     for c, path in enumerate(paths):
         try:

@@ -111,11 +111,12 @@ def parse_doc(obj: dict, path: Path, lineno: int, empty: str = "error") -> Doc |
     return Doc(docid, text, title)
 
 
-def read_corpus(path: str | Path, empty: str = "error") -> list[Doc]:
+def read_corpus(path: str | Path, empty: str = "error", separator: str | None = None) -> list[Doc]:
     """All documents of a corpus, validated; duplicate docids are an error (they would corrupt runs).
 
     ``empty`` says what an empty document is: an error (default), skipped, or kept (it still gets a
-    vector and a BM25 entry; Cranfield has two such documents).
+    vector and a BM25 entry; Cranfield has two such documents). ``separator``: a docid holding it is an
+    error (documents about to be split into passages ``docid<separator>k``).
     """
     if empty not in EMPTY_POLICIES:
         raise ValueError(f"empty must be one of {EMPTY_POLICIES}, got {empty!r}")
@@ -130,6 +131,10 @@ def read_corpus(path: str | Path, empty: str = "error") -> list[Doc]:
                 first_file, first_line = seen[doc.docid]
                 raise InputError(file, f"duplicate docid {doc.docid!r} (first seen in {first_file}, line {first_line})",
                                  lineno, "id")
+            if separator and separator in doc.docid:
+                raise InputError(file, f"docid {doc.docid!r} contains {separator!r}, which separates a docid from its "
+                                       f"passage number (docid{separator}k) and where MaxP cuts: rename the "
+                                       "document", lineno, next(f for f in ID_FIELDS if f in obj))
             seen[doc.docid] = (file, lineno)
             docs.append(doc)
     if not docs:

@@ -49,17 +49,23 @@ def hybrid_search(dense: argparse.Namespace, sparse: argparse.Namespace, fusion:
         run: argparse.Namespace) -> int:
     from ...io.qrels import read_qrels
     from ...io.runs import write_run
+    from ...index.lucene import LuceneRecord
     from ...io.topics import read_topics
+    from ..maxp import warn_unless_max_passage
 
     chosen = fusion_from_args(fusion)  # checked once, before anything slow: a wrong flag fails at once
     if min(fusion.hits, run.hits, run.batch_size, run.threads) < 1:
         raise ValueError("--hits, --batch-size and --threads must be positive")
+    if run.max_passage_hits < 1:
+        raise ValueError("--max-passage-hits must be positive")
     qids = set(read_qrels(run.qids_from)) if run.qids_from else None
     topics = read_topics(run.topics, qids)
-    hybrid = hybrid_from_groups(dense, sparse)
+    hybrid = hybrid_from_groups(dense, sparse, run.max_passage_delimiter if run.max_passage else None)
+    warn_unless_max_passage(run.max_passage, hybrid.dense_searcher, dense.index)
+    warn_unless_max_passage(run.max_passage, LuceneRecord.of(sparse.index), sparse.index)
     start = time.perf_counter()
-    fused = hybrid.search_run(topics, k0=fusion.hits, k=run.hits, threads=run.threads, fusion=chosen,
-                              chunk_size=run.batch_size, progress=not run.quiet)
+    fused = hybrid.search_run(topics, k0=fusion.hits, k=run.max_passage_hits if run.max_passage else run.hits,
+                              threads=run.threads, fusion=chosen, chunk_size=run.batch_size, progress=not run.quiet)
     elapsed = time.perf_counter() - start
     write_run(run.output, fused, tag=run.run_tag or f"hybrid-{fusion.method}", fmt=run.output_format)
     print(f"wrote {run.output}: {len(fused)} queries, {len(fused) / elapsed:.1f} queries/s "
