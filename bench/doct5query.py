@@ -2,8 +2,8 @@
 
 No doc2query T5 is available on this machine (no network), so the models here are random T5s
 built by this script under ``bench/output/doct5query/`` with a word-level tokenizer over
-SciFact's 32,000 most frequent words (a real T5's SentencePiece gives ~1.3 tokens per word, so
-real inputs are somewhat longer). Two shapes:
+SciFact's most frequent words (32,000 for the speed models, T5's own vocabulary size; a real T5's
+SentencePiece gives ~1.3 tokens per word, so real inputs are somewhat longer). Two shapes:
 
 - ``tiny``: 1 layer, d_model 16 (the test model's shape, with SciFact's vocabulary);
 - ``small``: T5-small's shape (6+6 layers, d_model 512, d_ff 2048, 8 heads, ~60M parameters).
@@ -15,12 +15,15 @@ real inputs are somewhat longer). Two shapes:
    where one token wins every step and no sequence ends early, so every query is the full 64 tokens
    on both sides (a real model stops after ~10-20: this is the slow end).
 2. The whole corpus expanded with ``python -m pyserini_dense_ext.expand`` and the tiny model (output
-   layer scaled down, so it samples many different words: random text, not queries).
+   layer scaled down, so it samples many different words: random text, not queries). To fit 2
+   cores, this model knows only the 4,096 most frequent words (``--expand-vocab``) and its queries
+   stop at 16 tokens (``--expand-tokens``, about a real predicted query's length): 40 x 16 words
+   appended per document at most, the size of real docT5query expansions.
 3. BM25 indexes with the first 0 / 10 / 40 predictions appended (``index.lucene --expansions
    --copies``): size, and SciFact test nDCG@10 / R@100. Random predictions are noise, so this
    measures what appending costs, not what docT5query gains.
 
-    python bench/doct5query.py [--docs 64] [--num-samples 40]
+    python bench/doct5query.py [--docs 16] [--num-samples 40] [--expand-vocab 4096] [--expand-tokens 16]
 """
 from __future__ import annotations
 
@@ -39,8 +42,9 @@ SHAPES = {"tiny": dict(d_model=16, d_kv=8, d_ff=32, num_layers=1, num_heads=2),
           "small": dict(d_model=512, d_kv=64, d_ff=2048, num_layers=6, num_heads=8)}
 
 
-def make_model(path: Path, corpus: Path, shape: str, scale: float) -> Path:
-    """A random T5 of ``shape`` with a word-level tokenizer over the corpus's most frequent words."""
+def make_model(path: Path, corpus: Path, shape: str, scale: float, vocab_words: int = 32000) -> Path:
+    """A random T5 of ``shape`` with a word-level tokenizer over the corpus's ``vocab_words`` most frequent words
+    (seeded: the same dir contents every time)."""
     if (path / "config.json").is_file():
         return path
     import torch
@@ -50,7 +54,7 @@ def make_model(path: Path, corpus: Path, shape: str, scale: float) -> Path:
     from pyserini_dense_ext.io.corpus import read_corpus
 
     counts = collections.Counter(w for d in read_corpus(corpus) for w in d.contents.lower().split())
-    words = [w for w, _ in counts.most_common(32000)]
+    words = [w for w, _ in counts.most_common(vocab_words)]
     vocab = {t: i for i, t in enumerate(dict.fromkeys(["<pad>", "</s>", "<unk>", *words]))}
     backend = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
     backend.normalizer = normalizers.Lowercase()
@@ -99,10 +103,12 @@ def speed(model_dir: Path, docs, num_samples: int, batch_size: int) -> dict[str,
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", default=default_data(), help="SciFact dir (default: ../shared/data/scifact)")
-    parser.add_argument("--docs", type=int, default=64, help="documents timed per model (default 64)")
+    parser.add_argument("--docs", type=int, default=16, help="documents timed per model (default 16)")
     parser.add_argument("--num-samples", type=int, default=40, help="queries per document (default 40)")
     parser.add_argument("--batch-size", type=int, default=8, help="documents per generate call (default 8)")
     parser.add_argument("--threads", type=int, default=2, help="torch threads (default 2)")
+    parser.add_argument("--expand-vocab", type=int, default=4096, help="words the expanding model knows (4096)")
+    parser.add_argument("--expand-tokens", type=int, default=16, help="most tokens per expanded query (16)")
     args = parser.parse_args()
     if not args.data:
         parser.error("--data: SciFact not found")
@@ -110,7 +116,8 @@ def main() -> None:
 
     from pyserini_dense_ext.eval.metrics import evaluate
     from pyserini_dense_ext.expand.__main__ import main as expand
-    from pyserini_dense_ext.index.lucene import main as lucene
+    from pyserini_dense_ext.index.lucene import expansion_record, lucene_reuse_problems, main as lucene
+    from pyserini_dense_ext.io.fingerprint import docs_fingerprint
     from pyserini_dense_ext.io import read_qrels, read_topics, write_run
     from pyserini_dense_ext.io.corpus import read_corpus
 
@@ -128,13 +135,16 @@ def main() -> None:
         print(rows[-1], flush=True)
     print(table(rows, ["model", "ours docs/s", "HF sampling docs/s", "ours vs HF", "tokens/query"]))
 
-    expansions = HERE / f"scifact-tiny-{args.num_samples}.jsonl"
+    # named by every setting that shapes it (the model is seeded), so an existing file is this one
+    expansions = HERE / f"scifact-tiny{args.expand_vocab}-n{args.num_samples}-t{args.expand_tokens}.jsonl"
     if not expansions.exists():
-        model = make_model(HERE / "tiny-words", corpus, "tiny", scale=0.05)
+        model = make_model(HERE / f"tiny-words{args.expand_vocab}", corpus, "tiny", 0.05, args.expand_vocab)
         start = time.perf_counter()
         expand(["--corpus", str(corpus), "--model", str(model), "--output", str(expansions), "--num-samples",
-                str(args.num_samples), "--batch-size", str(args.batch_size)])
+                str(args.num_samples), "--max-new-tokens", str(args.expand_tokens), "--batch-size",
+                str(args.batch_size)])
         results["expand_seconds"] = round(time.perf_counter() - start, 1)
+        results["expand_docs_per_s"] = round(len(docs) / results["expand_seconds"], 2)
     rows = [json.loads(line) for line in expansions.read_text().splitlines()]
     words = [len(q.split()) for r in rows for q in r["predicted_queries"]]
     results["words_per_query"] = sum(words) / len(words)
@@ -144,9 +154,10 @@ def main() -> None:
     table_rows = []
     for copies in (0, 10, 40):
         index = HERE / f"scifact-bm25-d2q{copies}"
-        if not index.exists():
-            extra = ["--expansions", str(expansions), "--copies", str(copies)] if copies else []
-            lucene(["--corpus", str(corpus), "--index", str(index), *extra])
+        extra = ["--expansions", str(expansions), "--copies", str(copies)] if copies else []
+        wanted = expansion_record([expansions], "jsonl", copies) if copies else None
+        if not index.exists() or lucene_reuse_problems(index, docs_fingerprint(docs), expansions=wanted):
+            lucene(["--corpus", str(corpus), "--index", str(index), "--overwrite", *extra])
         run = bm25_run(index, topics)
         write_run(HERE / f"bm25-d2q{copies}.trec", run, tag=f"bm25-d2q{copies}")
         scores = evaluate(run, qrels, ("ndcg@10", "recall@100"))

@@ -1,9 +1,11 @@
 """Full documents vs passages with MaxP on SciFact test: nDCG@10, R@100 and index size, dense, BM25 and hybrid.
 
 SciFact abstracts run to a few hundred tokens, so a 64-token window with a 32-token overlap splits
-almost every one of them into several passages. Everything is built with the package's commands
-(``encode``, ``index.lucene``, ``search``, ``search.hybrid``) under ``bench/output/`` and reused
-on a re-run:
+almost every one of them into several passages. The full-document indexes are the benches' shared
+ones (``common.minilm_index``, ``common.bm25_index``); the passage indexes are built with the
+package's commands (``encode``, ``index.lucene``) under ``bench/output/passages/``; each is reused
+on a re-run only while its recorded corpus, model and split match. Searches (``search``,
+``search.hybrid``) run every time:
 
     python bench/passages_scifact.py                      # window 64, stride 32
     python bench/passages_scifact.py --window 128 --stride 64
@@ -22,10 +24,15 @@ import argparse
 import time
 from pathlib import Path
 
-from common import OUTPUT, add_common_args, check_common_args, machine, set_threads, table, write_json
+from common import (OUTPUT, add_common_args, bm25_index, check_common_args, machine, minilm_encoder_id, minilm_index,
+                    read_docs, set_threads, table, write_json)
 
 import pyserini_dense_ext  # noqa: F401
 from pyserini_dense_ext.encoders.presets import MINILM
+from pyserini_dense_ext.index import reuse_problems
+from pyserini_dense_ext.index.lucene import lucene_reuse_problems
+from pyserini_dense_ext.index.passages import PassageSpec
+from pyserini_dense_ext.io.fingerprint import docs_fingerprint
 
 METRICS = ("ndcg@10", "recall@100")
 
@@ -66,24 +73,25 @@ def main() -> None:
     corpus, topics, qrels_path = data / "corpus.jsonl", data / "queries.jsonl", data / "qrels" / "test.tsv"
     tag = f"p{args.window}s{args.stride}"
     out = OUTPUT / "passages"
-    dirs = {"dense": out / "scifact-minilm", f"dense-{tag}": out / f"scifact-minilm-{tag}",
-            "bm25": out / "scifact-bm25", f"bm25-{tag}": out / f"scifact-bm25-{tag}"}
-    split = ["--passages", str(args.window), str(args.stride), "--title-prefix"]
-    builds = {
-        "dense": lambda d: encode(["input", "--corpus", str(corpus), "encoder", *minilm_flags(model), "output",
-                                   "--index", str(d)]),
-        f"dense-{tag}": lambda d: encode(["input", "--corpus", str(corpus), *split, "encoder", *minilm_flags(model),
-                                          "output", "--index", str(d)]),
-        "bm25": lambda d: lucene(["--corpus", str(corpus), "--index", str(d)]),
-        f"bm25-{tag}": lambda d: lucene(["--corpus", str(corpus), "--index", str(d), *split, "--tokenizer", model]),
-    }
     stats = length_stats(corpus, model, args.window)
     print(stats, flush=True)
     times: dict[str, float] = {}
-    for name, path in dirs.items():
-        if not path.exists():
-            timed(f"build {name}", times, builds[name], path)
+    dirs = {"dense": minilm_index(str(data), model), "bm25": bm25_index(str(data)),
+            f"dense-{tag}": out / f"scifact-minilm-{tag}", f"bm25-{tag}": out / f"scifact-bm25-{tag}"}
+    split = ["--passages", str(args.window), str(args.stride), "--title-prefix"]
+    dense_spec = PassageSpec(args.window, args.stride, title_prefix=True, tokens=model).to_dict()
+    docs_key = docs_fingerprint(read_docs(str(data)))
+    if reuse_problems(dirs[f"dense-{tag}"], docs_key, minilm_encoder_id(model), "flat", passages=dense_spec) \
+            if dirs[f"dense-{tag}"].exists() else True:
+        timed(f"build dense-{tag}", times, encode, ["input", "--corpus", str(corpus), *split, "encoder",
+                                                      *minilm_flags(model), "output", "--index",
+                                                      str(dirs[f"dense-{tag}"]), "--overwrite"])
+    if lucene_reuse_problems(dirs[f"bm25-{tag}"], docs_key, passages=dense_spec) \
+            if dirs[f"bm25-{tag}"].exists() else True:
+        timed(f"build bm25-{tag}", times, lucene, ["--corpus", str(corpus), "--index", str(dirs[f"bm25-{tag}"]),
+                                                     *split, "--tokenizer", model, "--overwrite"])
 
+    # Searches are redone on every run (seconds): a run file is never older than the indexes it came from.
     runs = out / "runs"
     maxp = ["--max-passage", "--max-passage-hits", "1000"]
     common = ["--topics", str(topics), "--qids-from", str(qrels_path), "--quiet"]
@@ -100,9 +108,7 @@ def main() -> None:
             [*sides, "fusion", "--method", "rrf", "--hits", k0, "run", *common, "--output", str(f), "--hits", "1000",
              "--threads", str(args.threads), *extra]))
     for name, fn in searches.items():
-        path = runs / f"{name}.trec"
-        if not path.exists():
-            timed(f"search {name}", times, fn, path)
+        timed(f"search {name}", times, fn, runs / f"{name}.trec")
     bm25_runs(dirs, tag, runs, topics, qrels_path, args.threads)
 
     qrels = read_qrels(qrels_path)
@@ -154,8 +160,6 @@ def bm25_runs(dirs: dict[str, Path], tag: str, runs: Path, topics: Path, qrels_p
     queries = read_topics(topics, set(read_qrels(qrels_path)))
     for name, k, fold in (("bm25", 1000, False), (f"bm25-{tag}", 10000, True)):
         path = runs / f"{name}.trec"
-        if path.exists():
-            continue
         searcher = LuceneSearcher(str(dirs[name]))
         searcher.set_bm25(0.9, 0.4)
         hits = ArraySparse(searcher).hits(list(queries.values()), k, threads)

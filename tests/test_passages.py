@@ -196,6 +196,25 @@ def test_bm25_passages_with_the_model_tokenizer_are_the_dense_passages(lucene_pa
     assert LuceneRecord.of(lucene_passages).passages["length"] == LEN
 
 
+def test_passage_indexes_record_the_collection_and_are_reused_only_for_their_split(lucene_passages, dense_passages,
+                                                                                 passage_corpus):
+    """Both sides fingerprint the documents before the split (the hybrid's same-collection check compares
+    collections), and reuse checks compare the split on its own."""
+    from pyserini_dense_ext.index import read_index_dir, reuse_problems
+    from pyserini_dense_ext.index.lucene import LuceneRecord, lucene_reuse_problems
+    from pyserini_dense_ext.io.fingerprint import docs_fingerprint
+
+    docs_key = docs_fingerprint(read_corpus(passage_corpus))
+    meta, record = read_index_dir(dense_passages)[2], LuceneRecord.of(lucene_passages)
+    assert meta.corpus == record.corpus == docs_key
+    assert reuse_problems(dense_passages, docs_key, meta.encoder, "flat", passages=meta.passages) == []
+    assert reuse_problems(dense_passages, docs_key, meta.encoder, "flat") == ["it holds passages, not whole documents"]
+    assert reuse_problems(dense_passages, docs_key, meta.encoder, "flat",
+                          passages={**meta.passages, "stride": STRIDE - 1}) == ["it holds other passages"]
+    assert lucene_reuse_problems(lucene_passages, docs_key, passages=record.passages) == []
+    assert lucene_reuse_problems(lucene_passages, docs_key) == ["it was built with other options (passages)"]
+
+
 def test_hybrid_sides_fold_passages_as_pyserini_does(lucene_passages, dense_passages, tiny_family_dirs):
     from pyserini.search.faiss import FaissSearcher
 

@@ -15,9 +15,9 @@ from ..io.corpus import EMPTY_POLICIES
 from . import Sampling
 
 EXAMPLE = """example (castorini/doc2query-t5-base-msmarco downloaded to models/doc2query-t5-base-msmarco):
-  python -m pyserini_dense_ext.expand --corpus data/scifact/corpus.jsonl \\
+  python -m pyserini_dense_ext.expand --corpus ../shared/data/scifact/corpus.jsonl \\
     --model models/doc2query-t5-base-msmarco --output runs/scifact.d2q.jsonl --device cuda --batch-size 16
-  python -m pyserini_dense_ext.index.lucene --corpus data/scifact/corpus.jsonl \\
+  python -m pyserini_dense_ext.index.lucene --corpus ../shared/data/scifact/corpus.jsonl \\
     --expansions runs/scifact.d2q.jsonl --copies 40 --index indexes/scifact-bm25-d2q
 
 A killed run resumes when re-run with the same arguments; --shard-id/--shard-num write one file per

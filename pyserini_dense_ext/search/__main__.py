@@ -21,7 +21,7 @@ EXAMPLE = """example (MODEL_DIR is all-MiniLM-L6-v2, a plain Hugging Face dir, s
 
 an index of passages (encode ... --passages 64 32), documents ranked by their best passage:
   python -m pyserini_dense_ext.search --index indexes/scifact-minilm-maxp --encoder MODEL_DIR \\
-    --topics data/scifact/queries.jsonl --qids-from data/scifact/qrels/test.tsv \\
+    --topics ../shared/data/scifact/queries.jsonl --qids-from ../shared/data/scifact/qrels/test.tsv \\
     --output runs/scifact.maxp.trec --hits 10000 --max-passage --max-passage-hits 1000
 """
 
