@@ -4,9 +4,10 @@ Both searchers fuse MiniLM dense (flat FAISS) and BM25 (k1=0.9, b=0.4) with Pyse
 linear fusion at k0 = k = 1000. Pyserini's side is its own stack: ``FaissSearcher`` with
 ``AutoQueryEncoder(mean pooling, L2)`` and ``HybridSearcher.batch_search``. Ours is
 ``pyserini_dense_ext.search.hybrid.HybridSearcher`` over ``DenseSearcher`` (same checkpoint and
-pooling, batched) and the same ``LuceneSearcher``.
+pooling, batched) and the same ``LuceneSearcher``, twice: with the torch query encoder, and with
+the ONNX fp32 export of the same model (``bench/output/onnx/``), reported separately.
 
-Timing: rounds alternate ours / Pyserini's after a warm-up; each of our rounds builds a fresh
+Timing: rounds alternate ours (torch, ONNX) / Pyserini's after a warm-up; each of our rounds builds a fresh
 HybridSearcher, so its Lucene-doc-to-docid cache starts empty. The machines are shared and noisy
 (one Pyserini pass varied 10x between rounds), so each round's two passes are compared with
 each other: reported are the median of the per-round ratios, each side's median and best
@@ -31,8 +32,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import pyserini_dense_ext  # noqa: E402,F401  (Java/offline settings before Pyserini)
-from common import (MINILM, bm25_index, check_minilm_index, default_data, default_model, minilm_index,  # noqa: E402
-                    read_docs)
+from common import (MINILM, bm25_index, check_minilm_index, default_data, default_model,  # noqa: E402
+                    ensure_export, minilm_index, read_docs)
 
 
 def parse_args() -> argparse.Namespace:
@@ -103,27 +104,36 @@ def main() -> None:
     lucene.set_bm25(0.9, 0.4)
     theirs_dense = FaissSearcher(dense_index, AutoQueryEncoder(args.model, pooling="mean", l2_norm=True))
     theirs = PyseriniHybrid(theirs_dense, lucene)
-    ours_dense = DenseSearcher(dense_index, args.model, **MINILM)
+    export = ensure_export(args.model, "query", "fp32")
+    ours_dense = {  # the same MiniLM recipe; torch, and its ONNX fp32 export (reported separately)
+        "torch": DenseSearcher(dense_index, args.model, **MINILM, backend="torch"),
+        "onnx fp32": DenseSearcher(dense_index, export),
+    }
     fusion = dict(alpha=args.alpha, normalization=args.normalization)
     batch = dict(k0=args.k0, k=args.k, threads=args.threads, **fusion)
 
     # Warm-up (JIT, first-touch): a few queries each.
     theirs.batch_search(texts[:16], qids[:16], **batch)
-    HybridSearcher(ours_dense, lucene).batch_search(texts[:16], qids[:16], **batch)
+    for dense in ours_dense.values():
+        HybridSearcher(dense, lucene).batch_search(texts[:16], qids[:16], **batch)
 
-    ours_qps, theirs_qps, ours_parts = [], [], []
-    ours_result = theirs_result = None
+    ours_qps = {name: [] for name in ours_dense}
+    ours_parts = {name: [] for name in ours_dense}
+    ours_result, theirs_qps, theirs_result = {}, [], None
     for r in range(args.rounds):
-        start = time.perf_counter()
-        hybrid = HybridSearcher(ours_dense, lucene)  # fresh: empty docid cache, Lucene reader opened here
-        ours_result = hybrid.batch_search(texts, qids, **batch)
-        ours_qps.append(len(qids) / (time.perf_counter() - start))
-        ours_parts.append(dict(hybrid.timings))
+        for name, dense in ours_dense.items():
+            start = time.perf_counter()
+            hybrid = HybridSearcher(dense, lucene)  # fresh: empty docid cache, Lucene reader opened here
+            ours_result[name] = hybrid.batch_search(texts, qids, **batch)
+            seconds = time.perf_counter() - start
+            ours_qps[name].append(len(qids) / seconds)
+            ours_parts[name].append({**hybrid.timings, "total": seconds})
         start = time.perf_counter()
         theirs_result = theirs.batch_search(texts, qids, **batch)
         theirs_qps.append(len(qids) / (time.perf_counter() - start))
-        print(f"round {r + 1}: ours {ours_qps[-1]:.1f} q/s, Pyserini {theirs_qps[-1]:.1f} q/s, "
-              f"ratio {ours_qps[-1] / theirs_qps[-1]:.1f}x", flush=True)
+        print(f"round {r + 1}: Pyserini {theirs_qps[-1]:.1f} q/s; "
+              + "; ".join(f"ours ({n}) {q[-1]:.1f} q/s = {q[-1] / theirs_qps[-1]:.1f}x" for n, q in ours_qps.items()),
+              flush=True)
 
     # Where Pyserini's time goes (one extra, untimed-against-ours pass).
     start = time.perf_counter()
@@ -138,48 +148,49 @@ def main() -> None:
     sparse_equal = sum(list(zip(ids.tolist(), sc.tolist())) == [(h.docid, h.score) for h in their_sparse_hits[q]]
                        for q, (ids, sc) in zip(qids, arrays))
 
-    # (2) Top-10 lists, and the cause of any difference.
-    differing = [q for q in qids if [h.docid for h in ours_result[q][:10]] != [h.docid for h in theirs_result[q][:10]]]
-    fusion_only = 0
-    for q in differing:
-        dense_list = [(h.docid, float(h.score)) for h in their_dense_hits[q]]
-        sparse_list = [(h.docid, h.score) for h in their_sparse_hits[q]]
-        fused = fuse_rankings([sparse_list, dense_list], "linear", k=10, alpha=args.alpha,
-                              normalization="centred" if args.normalization else "none")
-        fusion_only += [d for d, _ in fused] != [h.docid for h in theirs_result[q][:10]]
-    vec_ours = ours_dense.encode_queries(texts)
-    vec_theirs = np.stack([theirs_dense.query_encoder.encode(t) for t in texts]).astype(np.float32)
-    max_vec_diff = float(np.abs(vec_ours - vec_theirs).max())
-
-    ours_med, theirs_med = statistics.median(ours_qps), statistics.median(theirs_qps)
-    ratio = statistics.median(o / t for o, t in zip(ours_qps, theirs_qps))
-    parts = {k: statistics.median(p[k] for p in ours_parts) for k in ours_parts[0]}
+    theirs_med = statistics.median(theirs_qps)
     result = {
         "machine": f"{platform.machine()}, {os.cpu_count()} cores", "queries": len(qids), "k0": args.k0, "k": args.k,
         "threads": args.threads, "alpha": args.alpha, "normalization": args.normalization,
-        "ours_qps": ours_qps, "pyserini_qps": theirs_qps,
-        "ours_median_qps": ours_med, "pyserini_median_qps": theirs_med,
-        "ratio_median_of_rounds": ratio, "ratio_of_best_rounds": max(ours_qps) / max(theirs_qps),
-        "ours_seconds": parts,
+        "pyserini_qps": theirs_qps, "pyserini_median_qps": theirs_med,
         "pyserini_seconds": {"dense batch_search": t_dense, "sparse batch_search": t_sparse},
-        "bm25_arrays_equal_batch_search": f"{sparse_equal}/{len(qids)}",
-        "top10_identical": f"{len(qids) - len(differing)}/{len(qids)}",
-        "top10_differing_with_pyserini_hits_fed_to_our_fusion": fusion_only,
-        "max_abs_query_vector_difference": max_vec_diff,
+        "bm25_arrays_equal_batch_search": f"{sparse_equal}/{len(qids)}", "ours": {},
     }
     print(f"\nSciFact test, {len(qids)} queries, k0={args.k0}, k={args.k}, {args.threads} threads, "
           f"linear alpha={args.alpha}{' centred' if args.normalization else ''}")
-    print(f"  ours     {ours_med:8.1f} q/s median, {max(ours_qps):.1f} best   (encode {parts.get('encode', 0):.2f}s, "
-          f"faiss {parts.get('dense', 0):.2f}s, "
-          f"bm25 {parts.get('sparse', 0):.2f}s, fuse {parts.get('fuse', 0):.2f}s)")
-    print(f"  Pyserini {theirs_med:8.1f} q/s median, {max(theirs_qps):.1f} best   (alone: dense batch_search "
-          f"{t_dense:.2f}s, sparse batch_search {t_sparse:.2f}s)")
-    print(f"  ratio    {ratio:8.1f}x (median of the rounds' ratios); best round vs best round "
-          f"{max(ours_qps) / max(theirs_qps):.1f}x")
+    print(f"  Pyserini          {theirs_med:8.1f} q/s median, {max(theirs_qps):.1f} best   (alone: dense "
+          f"batch_search {t_dense:.2f}s, sparse batch_search {t_sparse:.2f}s)")
+    for name, dense in ours_dense.items():
+        # (2) Top-10 lists, and the cause of any difference.
+        differing = [q for q in qids
+                     if [h.docid for h in ours_result[name][q][:10]] != [h.docid for h in theirs_result[q][:10]]]
+        fusion_only = 0
+        for q in differing:
+            dense_list = [(h.docid, float(h.score)) for h in their_dense_hits[q]]
+            sparse_list = [(h.docid, h.score) for h in their_sparse_hits[q]]
+            fused = fuse_rankings([sparse_list, dense_list], "linear", k=10, alpha=args.alpha,
+                                  normalization="centred" if args.normalization else "none")
+            fusion_only += [d for d, _ in fused] != [h.docid for h in theirs_result[q][:10]]
+        vec_ours = dense.encode_queries(texts)
+        vec_theirs = np.stack([theirs_dense.query_encoder.encode(t) for t in texts]).astype(np.float32)
+        qps = ours_qps[name]
+        parts = {k: statistics.median(p.get(k, 0.0) for p in ours_parts[name]) for k in ours_parts[name][0]}
+        # The sparse side runs beside the dense side (encode + search): "retrieve" is their wall time together.
+        parts["other"] = parts["total"] - parts.get("retrieve", 0.0) - parts.get("fuse", 0.0)
+        ratio = statistics.median(o / t for o, t in zip(qps, theirs_qps))
+        result["ours"][name] = {
+            "qps": qps, "median_qps": statistics.median(qps), "ratio_median_of_rounds": ratio,
+            "ratio_of_best_rounds": max(qps) / max(theirs_qps), "seconds": parts,
+            "top10_identical": f"{len(qids) - len(differing)}/{len(qids)}",
+            "top10_differing_with_pyserini_hits_fed_to_our_fusion": fusion_only,
+            "max_abs_query_vector_difference": float(np.abs(vec_ours - vec_theirs).max())}
+        print(f"  ours ({name:9}) {statistics.median(qps):8.1f} q/s median, {max(qps):.1f} best = {ratio:.1f}x "
+              f"Pyserini (median of the rounds' ratios); seconds: "
+              + ", ".join(f"{k} {v:.2f}" for k, v in parts.items()))
+        print(f"    identical top-10: {len(qids) - len(differing)}/{len(qids)}; of the {len(differing)} differing, "
+              f"{fusion_only} still differ when our fusion is fed Pyserini's own hits (query vectors differ by "
+              f"at most {result['ours'][name]['max_abs_query_vector_difference']:.2e})")
     print(f"  BM25 arrays equal LuceneSearcher.batch_search: {sparse_equal}/{len(qids)} queries")
-    print(f"  identical top-10: {len(qids) - len(differing)}/{len(qids)}; of the {len(differing)} differing, "
-          f"{fusion_only} still differ when our fusion is fed Pyserini's own hits "
-          f"(query vectors differ by at most {max_vec_diff:.2e})")
     Path(args.json).parent.mkdir(parents=True, exist_ok=True)
     Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
     print(f"wrote {args.json}")

@@ -50,6 +50,17 @@ def add_encoder_options(parser: argparse.ArgumentParser, encoder_default: str | 
     parser.add_argument("--batch-size", type=int, default=32, metavar="N", help="texts per forward pass")
 
 
+def add_query_backend_options(parser: argparse.ArgumentParser) -> None:
+    """``--backend`` and ``--precision``: which runtime encodes the queries of a search command."""
+    parser.add_argument("--backend", choices=("auto", "torch", "onnx"), default="auto",
+                        help="query encoder runtime for a model dir: auto (default) runs its cached ONNX export on "
+                             "the CPU when one exists (python -m pyserini_dense_ext.onnx.export --model DIR --side "
+                             "query makes it), else torch; onnx requires the export; torch never looks")
+    parser.add_argument("--precision", choices=("fp32", "int8"), default="fp32",
+                        help="int8 runs the cached int8 export (faster, vectors within cosine 0.99 of torch's; "
+                             "only when asked)")
+
+
 def encoder_overrides(args: argparse.Namespace) -> dict[str, Any]:
     """The config flags that were given (all but ``--family``), as ``EncoderConfig`` field overrides."""
     from .encoders.config import CONFIG_FIELDS

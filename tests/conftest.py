@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import string
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -38,6 +37,20 @@ def dataset(name: str) -> Path:
     return root / name
 
 
+@pytest.fixture(scope="session", autouse=True)
+def onnx_cache(tmp_path_factory) -> Iterator[Path]:
+    """An empty ONNX export cache for the session: a model dir's cached export (made by a bench, say) must not
+    switch the tests' searches from torch to ONNX behind their back."""
+    path = tmp_path_factory.mktemp("onnx-cache")
+    before = os.environ.get("DENSE_EXT_ONNX_CACHE")
+    os.environ["DENSE_EXT_ONNX_CACHE"] = str(path)
+    yield path
+    if before is None:
+        os.environ.pop("DENSE_EXT_ONNX_CACHE", None)
+    else:
+        os.environ["DENSE_EXT_ONNX_CACHE"] = before
+
+
 @pytest.fixture(scope="session")
 def scifact() -> Path:
     return dataset("scifact")
@@ -61,20 +74,9 @@ def minilm_dir() -> Path:
 
 def make_tiny_bert(path: Path, seed: int = 0, hidden: int = 32) -> Path:
     """A random 2-layer BERT with a small real WordPiece vocabulary, saved as a local HF dir."""
-    import torch
-    from transformers import BertConfig, BertModel, BertTokenizerFast
+    from pyserini_dense_ext.encoders.presets import random_bert
 
-    specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
-    pieces = list("[]") + list(string.ascii_lowercase) + list(string.digits) + list(".,;:!?()-'\"/%")
-    vocab = specials + pieces + ["##" + c for c in string.ascii_lowercase + string.digits] + WORDS
-    vocab = list(dict.fromkeys(vocab))
-    tokenizer = BertTokenizerFast(vocab={t: i for i, t in enumerate(vocab)}, do_lower_case=True)
-    torch.manual_seed(seed)
-    config = BertConfig(vocab_size=len(vocab), hidden_size=hidden, num_hidden_layers=2, num_attention_heads=2,
-                        intermediate_size=2 * hidden, max_position_embeddings=512, type_vocab_size=2)
-    BertModel(config).eval().save_pretrained(path)
-    tokenizer.save_pretrained(path)
-    return path
+    return random_bert(path, WORDS, hidden=hidden, layers=2, seed=seed)
 
 
 def make_tiny_t5(path: Path, seed: int = 0, words: tuple[str, ...] = WORDS) -> Path:

@@ -243,7 +243,8 @@ def test_other_searchers_take_their_own_batch_search(indexes):
     b = fast.batch_search(QUERIES, qids, k0=40, k=40, fusion="combsum")
     for qid in qids:
         assert [h.docid for h in a[qid]] == [h.docid for h in b[qid]]
-        np.testing.assert_allclose([h.score for h in a[qid]], [h.score for h in b[qid]], rtol=1e-6)
+        # FAISS's SIMD scan and our matrix multiply sum in another order: float32 noise, as between FAISS's own paths
+        np.testing.assert_allclose([h.score for h in a[qid]], [h.score for h in b[qid]], rtol=1e-6, atol=1e-6)
 
 
 def test_search_run_checks_fusion_parameters_once(indexes, monkeypatch):

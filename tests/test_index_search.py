@@ -168,11 +168,11 @@ def test_approximate_index_types_build_and_search(tiny_family_dirs, tmp_path, in
 def test_interrupted_write_leaves_no_index(tiny_family_dirs, tiny_corpus, tmp_path, monkeypatch):
     import pyserini_dense_ext.index.faiss_dir as faiss_dir
 
-    def broken(index, path):
-        open(path, "wb").write(b"half")
+    def broken(f, *args):
+        f.write(b"half")
         raise OSError("disk full")
 
-    monkeypatch.setattr(faiss_dir.faiss, "write_index", broken)
+    monkeypatch.setattr(faiss_dir, "write_flat_file", broken)
     with pytest.raises(OSError, match="disk full"):
         build(tiny_family_dirs["repbert"], tiny_corpus, tmp_path / "idx")
     assert not (tmp_path / "idx").exists()

@@ -1,7 +1,9 @@
 """``python -m pyserini_dense_ext.encode input ... encoder ... output ...``: corpus to FAISS index dir.
 
 Mirrors ``python -m pyserini.encode``'s groups, but writes the index dir directly, resumes after
-a crash, sorts batches by length and validates the whole corpus before encoding anything.
+a crash, sorts batches by length and validates the whole corpus before encoding anything (a
+first pass that keeps 8 bytes per document), then reads and encodes it chunk by chunk, so memory
+does not grow with the corpus. A second run into the same output fails at once, naming the first.
 """
 from __future__ import annotations
 
@@ -79,26 +81,34 @@ def main(argv: list[str] | None = None) -> int:
 def run(inp: argparse.Namespace, enc: argparse.Namespace, out: argparse.Namespace) -> int:
     from pathlib import Path
 
+    from ..io.lock import output_lock
+
+    with output_lock(out.index):  # from the start: a second run fails before reading anything
+        if Path(out.index).exists() and not out.overwrite:  # before the corpus is read or the model loaded
+            raise FileExistsError(f"{out.index} already exists; pass --overwrite to replace it")
+        return _encode(inp, enc, out)
+
+
+def _encode(inp: argparse.Namespace, enc: argparse.Namespace, out: argparse.Namespace) -> int:
     from ..encoders import load_document_encoder
     from ..index.encode import DocumentEncoderLoader, encode_corpus, shard_slice
     from ..index.passages import PassageSpec, split_for_encoder
-    from ..io.corpus import read_corpus
+    from ..io.corpus import CorpusStream, DocSource
     from ..io.errors import InputError
-    from ..io.fingerprint import docs_fingerprint, encoder_fingerprint
+    from ..io.fingerprint import encoder_fingerprint
 
-    if Path(out.index).exists() and not out.overwrite:  # before the corpus is read or the model loaded
-        raise FileExistsError(f"{out.index} already exists; pass --overwrite to replace it")
     if inp.title_prefix and inp.passages is None:
         raise ValueError("--title-prefix needs --passages LEN STRIDE")
     # a bad window (stride >= LEN, LEN past the model) is refused here too, before any reading
     spec = None if inp.passages is None else PassageSpec(*inp.passages, title_prefix=inp.title_prefix,
                                                          tokens=str(enc.encoder))
-    docs = read_corpus(inp.corpus, empty=inp.empty, separator=spec.separator if spec else None)
-    n_corpus = len(docs)
-    docs = docs[shard_slice(n_corpus, inp.shard_id, inp.shard_num)]
-    if not docs:
+    docs = CorpusStream(inp.corpus, empty=inp.empty, progress=not out.quiet,
+                        separator=spec.separator if spec else None)
+    shard = shard_slice(docs.total, inp.shard_id, inp.shard_num)
+    docs.shard(shard.start, shard.stop)
+    if not len(docs):
         raise InputError(inp.corpus, f"shard {inp.shard_id} of {inp.shard_num} is empty: the corpus has only "
-                                     f"{n_corpus} documents", field="shard-id")
+                                     f"{docs.total} documents", field="shard-id")
     ray = ray_options(enc)
     # With --ray the workers encode on --device; here the model is only checked and its config read.
     encoder = load_document_encoder(enc.encoder, family=enc.family, device="cpu" if ray else enc.device,
@@ -107,15 +117,16 @@ def run(inp: argparse.Namespace, enc: argparse.Namespace, out: argparse.Namespac
     encoder_id = encoder_fingerprint(enc.encoder, model.config.to_dict())
     index_options = {"hnsw": dict(hnsw_m=out.hnsw_m, ef_construction=out.ef_construction, ef_search=out.ef_search),
                      "pq": dict(pq_m=out.pq_m)}.get(out.index_type, {})
-    n_docs, corpus = len(docs), docs_fingerprint(docs)
-    if spec is not None:
-        docs = split_for_encoder(docs, spec, model, progress=not out.quiet)
+    # the index's corpus is the documents before the split (a hybrid's BM25 side matches it)
+    corpus = None if spec is None else docs.corpus_fingerprint()
+    # passages are streamed, split as the documents are read
+    rows: DocSource = docs if spec is None else split_for_encoder(docs, spec, model, progress=not out.quiet)
     loader = DocumentEncoderLoader(str(enc.encoder), enc.family, encoder_overrides(enc), enc.batch_size)
-    path = encode_corpus(docs, model, out.index, encoder_id, out.index_type, out.chunk_size, enc.batch_size,
+    path = encode_corpus(rows, model, out.index, encoder_id, out.index_type, out.chunk_size, enc.batch_size,
                          out.overwrite, progress=not out.quiet, shard_id=inp.shard_id, shard_num=inp.shard_num,
                          ray=ray, ray_loader=loader if ray else None, passages=spec, corpus=corpus,
                          **index_options)
-    what = f"{n_docs} documents" + (f" as {len(docs)} passages" if spec else "")
+    what = f"{len(docs)} documents" + (f" as {len(rows)} passages" if spec else "")
     print(f"wrote {path} ({what}, {model.dim} dims)")
     return 0
 

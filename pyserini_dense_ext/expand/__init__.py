@@ -25,16 +25,18 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import itertools
 import json
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
-from ..index.chunks import chunk_paths, start_job, write_durable
+from ..index.chunks import chunk_paths, read_docids, start_job, write_durable
 from ..index.distributed import RayOptions, run_chunks
 from ..io.atomic import atomic_write
-from ..io.corpus import Doc
+from ..io.corpus import Doc, DocSource, as_source
+from ..io.lock import output_lock
 from ..progress import progress_bar
 
 CHUNK_SUFFIX = ".jsonl"
@@ -211,12 +213,12 @@ def save_predictions(path: Path, rows: list[dict[str, Any]]) -> None:
     write_durable(path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows).encode("utf-8"))
 
 
-def load_predictions(paths: Sequence[Path], docs: Sequence[Doc], chunk_size: int) -> list[str]:
-    """Every chunk's JSONL lines in order, each checked against the documents it should hold."""
-    lines: list[str] = []
-    for c, path in enumerate(paths):
+def iter_predictions(paths: Sequence[Path], docids: Iterator[str], chunk_size: int) -> Iterator[str]:
+    """Every chunk's JSONL lines in order, one chunk in memory at a time, each chunk checked against the docids
+    it should hold (``docids``: all of them, in order)."""
+    for path in paths:
         rows = path.read_bytes().decode("utf-8").splitlines()
-        want = [d.docid for d in docs[c * chunk_size:(c + 1) * chunk_size]]
+        want = list(itertools.islice(docids, chunk_size))
         try:
             got = [json.loads(r)["id"] for r in rows]
         except (ValueError, KeyError, TypeError) as e:
@@ -225,26 +227,30 @@ def load_predictions(paths: Sequence[Path], docs: Sequence[Doc], chunk_size: int
         if got != want:
             raise ValueError(f"{path} holds predictions for other documents than its chunk; delete the partial dir "
                              "to start over")
-        lines.extend(rows)
-    return lines
+        yield from rows
 
 
-def expand_corpus(docs: Sequence[Doc], generator: QueryGenerator | None, output: str | Path, job_id: dict[str, Any],
-                  chunk_size: int = 256, overwrite: bool = False, progress: bool = True, ray: RayOptions | None = None,
-                  ray_loader: GeneratorLoader | None = None) -> Path:
+def expand_corpus(docs: Sequence[Doc] | DocSource, generator: QueryGenerator | None, output: str | Path,
+                  job_id: dict[str, Any], chunk_size: int = 256, overwrite: bool = False, progress: bool = True,
+                  ray: RayOptions | None = None, ray_loader: GeneratorLoader | None = None) -> Path:
     """Predicted queries for ``docs`` into the JSONL file ``output`` (written atomically at the end).
 
-    Chunks of predictions are kept in ``.<name>.partial`` beside ``output`` until then, so a killed
-    run re-run with the same arguments resumes; ``job_id`` (model and :class:`Sampling`) must match.
-    With ``ray``, Ray workers each load a generator with ``ray_loader`` (``generator`` is unused).
+    ``docs`` is a list or a :class:`~pyserini_dense_ext.io.corpus.DocSource` (a
+    :class:`~pyserini_dense_ext.io.corpus.CorpusStream`, read chunk by chunk, so memory does not
+    grow with the corpus). Chunks of predictions are kept in ``.<name>.partial`` beside ``output``
+    until then, so a killed run re-run with the same arguments resumes; ``job_id`` (model and
+    :class:`Sampling`) must match. With ``ray``, Ray workers each load a generator with
+    ``ray_loader`` (``generator`` is unused).
     """
+    source = as_source(docs)
     out = Path(output)
-    work = start_job(out, docs, overwrite, "expand")
-    names = chunk_paths(docs, work, job_id, chunk_size, CHUNK_SUFFIX)
-    process = None if generator is None else (lambda chunk: generator.predict(chunk, progress))
-    run_chunks(docs, names, chunk_size, save_predictions, "expanding corpus", progress, process, ray, ray_loader)
-    lines = load_predictions(names, docs, chunk_size)
-    with atomic_write(out) as f:
-        f.writelines(line + "\n" for line in lines)
-    shutil.rmtree(work, ignore_errors=True)
+    with output_lock(out):
+        work = start_job(out, source, overwrite, "expand")
+        names = chunk_paths(source, work, job_id, chunk_size, CHUNK_SUFFIX)
+        process = None if generator is None else (lambda chunk: generator.predict(chunk, progress))
+        run_chunks(source, names, chunk_size, save_predictions, "expanding corpus", progress, process, ray,
+                   ray_loader)
+        with atomic_write(out) as f:
+            f.writelines(line + "\n" for line in iter_predictions(names, read_docids(work), chunk_size))
+        shutil.rmtree(work, ignore_errors=True)
     return out

@@ -64,19 +64,19 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from ..index.encode import shard_slice
-    from ..io.corpus import read_corpus
+    from ..io.corpus import CorpusStream
     from ..io.errors import InputError
     from . import GeneratorLoader, QueryGenerator, expand_corpus
 
     sampling = Sampling(args.num_samples, args.top_k, args.temperature, args.max_new_tokens, args.max_input_length,
                         args.seed)
     ray = ray_options(args)
-    docs = read_corpus(args.corpus, empty=args.empty)
-    n_corpus = len(docs)
-    docs = docs[shard_slice(n_corpus, args.shard_id, args.shard_num)]
-    if not docs:
+    docs = CorpusStream(args.corpus, empty=args.empty, progress=not args.quiet)  # read chunk by chunk
+    shard = shard_slice(docs.total, args.shard_id, args.shard_num)
+    docs.shard(shard.start, shard.stop)
+    if not len(docs):
         raise InputError(args.corpus, f"shard {args.shard_id} of {args.shard_num} is empty: the corpus has only "
-                                      f"{n_corpus} documents", field="shard-id")
+                                      f"{docs.total} documents", field="shard-id")
     # With --ray the workers generate on --device; here the model is only checked.
     generator = QueryGenerator(args.model, sampling, "cpu" if ray else args.device, args.batch_size)
     job_id = {"model": str(args.model), **sampling.to_dict()}

@@ -1,12 +1,15 @@
 """Resumable corpus jobs: results kept in durable chunk files until the final output is written.
 
 A corpus job (encoding vectors, generating docT5query predictions) works through the documents
-in chunks of ``chunk_size``; each finished chunk is written to a hidden ``.<name>.partial`` dir
-beside the output, durably and by rename. A killed run, re-run with the same arguments, skips
-finished chunks; a partial dir made by other arguments or another corpus is refused. The chunk
-contents are the job's business (``.npy`` vectors here, JSONL predictions in
-:mod:`pyserini_dense_ext.expand`); :func:`process_chunks` runs a job in this process and
-:mod:`.distributed` on Ray workers, both through the same files.
+of a :class:`~pyserini_dense_ext.io.corpus.DocSource` in chunks of ``chunk_size``, reading them
+one chunk at a time (:func:`pending_chunks`); each finished chunk is written to a hidden
+``.<name>.partial`` dir beside the output, durably and by rename. A killed run, re-run with the
+same arguments, skips finished chunks; a partial dir made by other arguments or another corpus
+is refused. The chunk contents are the job's business (``.npy`` vectors here, JSONL predictions
+in :mod:`pyserini_dense_ext.expand`); :func:`process_chunks` runs a job in this process and
+:mod:`.distributed` on Ray workers (:func:`~.distributed.run_chunks` picks), both through the
+same files. The output is then written from the chunk files one at a time (:func:`iter_chunks`),
+so no step holds all results.
 """
 from __future__ import annotations
 
@@ -15,39 +18,37 @@ import io
 import json
 import os
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 
 from ..io.atomic import fsync_dir
-from ..io.corpus import Doc
-from ..io.fingerprint import docs_fingerprint
+from ..io.corpus import Doc, DocSource
 from ..progress import progress_bar
 
 STATE_FILE = "state.json"
+DOCIDS = "docids.txt"  # the processed documents' docids, one a line, written as the chunks are read
 
 
 def partial_dir(out_dir: Path) -> Path:
     return out_dir.with_name(f".{out_dir.name}.partial")
 
 
-def start_job(out: Path, docs: Sequence[Doc], overwrite: bool, what: str) -> Path:
+def start_job(out: Path, docs: DocSource, overwrite: bool, what: str) -> Path:
     """The partial dir of a job writing ``out``: refused if ``out`` exists (without ``overwrite``) or nothing to do."""
     if out.exists() and not overwrite:
         raise FileExistsError(f"{out} already exists; pass --overwrite to replace it")
-    if not docs:
+    if not len(docs):
         raise ValueError(f"no documents to {what} into {out}")
     return partial_dir(out)
 
 
-def _fingerprint(docs: Sequence[Doc], job_id: dict[str, Any], chunk_size: int) -> str:
+def _fingerprint(docs: DocSource, job_id: dict[str, Any], chunk_size: int) -> str:
     """This job's identity: what it computes (``job_id``), the chunking, the docids in order (which chunk
     holds which documents) and the documents' texts."""
-    h = hashlib.sha256(json.dumps({"encoder": job_id, "chunk_size": chunk_size, "corpus": docs_fingerprint(docs)},
-                                  sort_keys=True).encode())
-    for d in docs:
-        h.update(d.docid.encode("utf-8", "surrogatepass") + b"\n")
-    return h.hexdigest()
+    key = {"encoder": job_id, "chunk_size": chunk_size, "docids": docs.fingerprint(),
+           "corpus": docs.corpus_fingerprint()}
+    return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()
 
 
 def write_durable(path: Path, data: bytes) -> None:
@@ -62,7 +63,7 @@ def write_durable(path: Path, data: bytes) -> None:
     fsync_dir(path.parent)  # the rename itself survives a power cut
 
 
-def chunk_paths(docs: Sequence[Doc], work: Path, job_id: dict[str, Any], chunk_size: int,
+def chunk_paths(docs: DocSource, work: Path, job_id: dict[str, Any], chunk_size: int,
                 suffix: str = ".npy") -> list[Path]:
     """Open (or create) the partial dir for this exact job and name its chunk files, finished or not.
 
@@ -92,21 +93,46 @@ def chunk_paths(docs: Sequence[Doc], work: Path, job_id: dict[str, Any], chunk_s
     return [work / f"chunk-{c:06d}{suffix}" for c in range(n_chunks)]
 
 
-def chunk_docs(docs: Sequence[Doc], chunk: int, chunk_size: int) -> list[Doc]:
-    return list(docs[chunk * chunk_size:(chunk + 1) * chunk_size])
+def pending_chunks(docs: DocSource, names: Sequence[Path], chunk_size: int,
+                   work: Path | None = None) -> Iterator[tuple[int, list[Doc]]]:
+    """``(chunk number, documents)`` of each chunk not yet on disk, in order, one chunk in memory at a time.
+
+    Every document is read, finished chunks included: their docids are written to
+    ``work/docids.txt`` (``work``: the chunk files' dir by default) as they pass, completed by
+    rename once the last chunk has been read, so the output can be written with its docids
+    without holding them.
+    """
+    work = names[0].parent if work is None else work
+    partial = work / (DOCIDS + ".tmp")
+    with open(partial, "w", encoding="utf-8", errors="surrogatepass") as ids:
+        chunk, batch = 0, []
+        for doc in docs.docs():
+            ids.write(doc.docid + "\n")
+            batch.append(doc)
+            if len(batch) == chunk_size:
+                if not names[chunk].is_file():
+                    yield chunk, batch
+                chunk, batch = chunk + 1, []
+        if batch and not names[chunk].is_file():
+            yield chunk, batch
+    os.replace(partial, work / DOCIDS)
 
 
-def process_chunks(docs: Sequence[Doc], names: Sequence[Path], chunk_size: int,
+def read_docids(work: Path) -> Iterator[str]:
+    """The docids :func:`pending_chunks` wrote to ``work``, in order."""
+    with open(work / DOCIDS, encoding="utf-8", errors="surrogatepass") as f:
+        for line in f:
+            yield line.rstrip("\n")
+
+
+def process_chunks(docs: DocSource, names: Sequence[Path], chunk_size: int,
                    process: Callable[[list[Doc]], Any], save: Callable[[Path, Any], None], desc: str,
                    progress: bool = True) -> None:
     """Run ``process`` on every unfinished chunk in this process and ``save`` each result to its file."""
     done = sum(1 for p in names if p.is_file())
     with progress_bar(len(docs), desc, "doc", progress, initial=min(done * chunk_size, len(docs))) as bar:
-        for c, path in enumerate(names):
-            if path.is_file():
-                continue
-            chunk = chunk_docs(docs, c, chunk_size)
-            save(path, process(chunk))
+        for c, chunk in pending_chunks(docs, names, chunk_size):
+            save(names[c], process(chunk))
             bar.update(len(chunk))
 
 
@@ -117,18 +143,21 @@ def save_chunk(path: Path, vectors: np.ndarray) -> None:
     write_durable(path, buffer.getvalue())
 
 
-def load_chunks(paths: Sequence[Path], n_docs: int, chunk_size: int) -> np.ndarray:
-    """All vector chunks in order; a chunk of the wrong length (not ours, or tampered with) is an error."""
-    arrays = []
+def load_chunk(path: Path, expected: int) -> np.ndarray:
+    """One chunk's vectors, ``(n, d)`` or ``(n, m, d)``; a chunk of the wrong length (not ours, or tampered
+    with) is an error."""
+    try:
+        array = np.load(path, allow_pickle=False)
+    except (ValueError, OSError, EOFError) as e:
+        raise ValueError(f"{path} is not a plain float32 .npy chunk ({e}); delete the partial dir to start "
+                         "over") from None
+    if array.dtype != np.float32 or array.ndim not in (2, 3) or len(array) != expected:
+        raise ValueError(f"{path} holds {array.dtype} {array.shape}, expected {expected} float32 rows; "
+                         "delete the partial dir to start over")
+    return array
+
+
+def iter_chunks(paths: Sequence[Path], n_docs: int, chunk_size: int) -> Iterator[np.ndarray]:
+    """The vector chunks in order, one in memory at a time, each checked by :func:`load_chunk`."""
     for c, path in enumerate(paths):
-        try:
-            array = np.load(path, allow_pickle=False)
-        except (ValueError, OSError, EOFError) as e:
-            raise ValueError(f"{path} is not a plain float32 .npy chunk ({e}); delete the partial dir to start "
-                             "over") from None
-        expected = min(chunk_size, n_docs - c * chunk_size)
-        if array.dtype != np.float32 or array.ndim not in (2, 3) or len(array) != expected:
-            raise ValueError(f"{path} holds {array.dtype} {array.shape}, expected {expected} float32 rows; "
-                             "delete the partial dir to start over")
-        arrays.append(array)
-    return np.concatenate(arrays)
+        yield load_chunk(path, min(chunk_size, n_docs - c * chunk_size))

@@ -16,12 +16,12 @@ from __future__ import annotations
 import argparse
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 from .._env import keep_signal_handlers
-from ..io.corpus import Doc
+from ..io.corpus import Doc, DocSource
 from ..progress import progress_bar
-from .chunks import chunk_docs, process_chunks
+from .chunks import pending_chunks, process_chunks
 
 LOCAL = "local"  # --ray with no address: start a Ray instance on this machine (or join $RAY_ADDRESS)
 
@@ -87,11 +87,16 @@ class ChunkWorker:
         return chunk, self.process(docs)
 
 
-def run_chunks(docs: Sequence[Doc], names: Sequence[Path], chunk_size: int, save: Callable[[Path, Any], None],
+def run_chunks(docs: DocSource, names: Sequence[Path], chunk_size: int, save: Callable[[Path, Any], None],
                desc: str, progress: bool = True, process: Callable[[list[Doc]], Any] | None = None,
                ray: RayOptions | None = None, ray_loader: WorkerLoader | None = None) -> None:
     """Every unfinished chunk through ``process`` here, or, with ``ray``, through what ``ray_loader`` loads in
-    each Ray worker; each result saved to its chunk file by ``save``."""
+    each Ray worker; each result saved to its chunk file by ``save``.
+
+    The one dispatcher of chunk jobs (``encode``, ``expand``). Either way the documents are read
+    once, chunk by chunk (:func:`~.chunks.pending_chunks`, which also writes the partial dir's
+    docid file), so memory does not grow with the corpus.
+    """
     if ray is not None:
         if ray_loader is None:
             raise ValueError("a run on Ray needs ray_loader: what each worker loads")
@@ -102,30 +107,36 @@ def run_chunks(docs: Sequence[Doc], names: Sequence[Path], chunk_size: int, save
         process_chunks(docs, names, chunk_size, process, save, desc, progress)
 
 
-def process_chunks_ray(docs: Sequence[Doc], names: Sequence[Path], chunk_size: int, options: RayOptions,
+def process_chunks_ray(docs: DocSource, names: Sequence[Path], chunk_size: int, options: RayOptions,
                        load: WorkerLoader, save: Callable[[Path, Any], None], desc: str,
                        progress: bool = True) -> None:
-    """:func:`~.chunks.process_chunks` with the unfinished chunks processed by Ray actors."""
-    ray = import_ray()
+    """:func:`~.chunks.process_chunks` with the unfinished chunks processed by Ray actors.
+
+    Chunks are read as actors become free, so at most one chunk of documents per actor is in flight.
+    """
     todo = [c for c, path in enumerate(names) if not path.is_file()]
+    pending = pending_chunks(docs, names, chunk_size)
     if not todo:
+        for _ in pending:  # nothing to process: the pass only writes the docid file
+            pass
         return
+    ray = import_ray()
     started_here = not ray.is_initialized()
     if started_here:
         with keep_signal_handlers():  # Pyserini's JVM in this process needs its own SIGSEGV handler
             ray.init(address=None if options.address == LOCAL else options.address, include_dashboard=False,
                      logging_level="WARNING")
     try:
-        _run_actors(ray, docs, names, todo, chunk_size, options, load, save, desc, progress)
+        _run_actors(ray, pending, len(docs), names, todo, chunk_size, options, load, save, desc, progress)
     finally:
         if started_here:
             with keep_signal_handlers():
                 ray.shutdown()
 
 
-def _run_actors(ray: Any, docs: Sequence[Doc], names: Sequence[Path], todo: list[int], chunk_size: int,
-                options: RayOptions, load: WorkerLoader, save: Callable[[Path, Any], None], desc: str,
-                progress: bool) -> None:
+def _run_actors(ray: Any, pending: Iterator[tuple[int, list[Doc]]], n_docs: int, names: Sequence[Path],
+                todo: list[int], chunk_size: int, options: RayOptions, load: WorkerLoader,
+                save: Callable[[Path, Any], None], desc: str, progress: bool) -> None:
     from ray.util import ActorPool
 
     gpus = 1 if options.device.startswith("cuda") else 0
@@ -134,17 +145,21 @@ def _run_actors(ray: Any, docs: Sequence[Doc], names: Sequence[Path], todo: list
                            max_task_retries=2)(ChunkWorker)
     actors = [actor_cls.remote(load, options.device, options.cpus_per_worker) for _ in range(min(workers, len(todo)))]
     pool = ActorPool(actors)
-
-    def submit(actor: Any, chunk: int) -> Any:
-        return actor.run.remote(chunk, chunk_docs(docs, chunk, chunk_size))
-
-    done_docs = len(docs) - sum(min(chunk_size, len(docs) - c * chunk_size) for c in todo)
+    done_docs = n_docs - sum(min(chunk_size, n_docs - c * chunk_size) for c in todo)
     try:
-        with progress_bar(len(docs), f"{desc} on {len(actors)} Ray workers", "doc", progress,
+        with progress_bar(n_docs, f"{desc} on {len(actors)} Ray workers", "doc", progress,
                           initial=done_docs) as bar:
-            for chunk, result in pool.map_unordered(submit, todo):
+            def collect() -> None:
+                chunk, result = pool.get_next_unordered()
                 save(names[chunk], result)
-                bar.update(min(chunk_size, len(docs) - chunk * chunk_size))
+                bar.update(min(chunk_size, n_docs - chunk * chunk_size))
+
+            for chunk, batch in pending:
+                while not pool.has_free():
+                    collect()
+                pool.submit(lambda actor, job: actor.run.remote(*job), (chunk, batch))
+            while pool.has_next():
+                collect()
     except ray.exceptions.RayTaskError as e:
         cause = getattr(e, "cause", None)
         if isinstance(cause, ValueError):  # our InputError and friends: say it as the single-process run would

@@ -15,7 +15,7 @@ import json
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Iterable, Iterator, Sequence
 
 import faiss
 import numpy as np
@@ -23,6 +23,7 @@ import numpy as np
 from ..io.atomic import atomic_dir
 from ..io.errors import InputError
 from ..io.fingerprint import differences
+from .flat_file import FLAT_TYPES, MappedFlat, empty_index, is_flat_file, write_flat_file
 
 INDEX_FILE, DOCID_FILE, META_FILE = "index", "docid", "dense_ext_index.json"
 INDEX_TYPES = ("flat", "flat-fp16", "hnsw", "pq")
@@ -76,19 +77,57 @@ class IndexMeta:
         return meta
 
 
+Chunks = Callable[[], Iterable[np.ndarray]]  # gives a fresh pass over float32 (n, d) row chunks each call
+HNSW_ADD_ROWS = 1 << 16  # HNSW rows added per call, whatever the chunks: the graph depends on the batches
+PQ_TRAIN_PER_CENTROID = 256  # FAISS's k-means samples at most 256 points per centroid itself
+
+
 def build_faiss_index(vectors: np.ndarray, index_type: str = "flat", hnsw_m: int = 32, ef_construction: int = 200,
                       pq_m: int | None = None, pq_nbits: int = 8, ef_search: int = DEFAULT_EF_SEARCH) -> faiss.Index:
     """An inner-product index over float32 ``(n, d)`` rows: exact flat, flat over fp16-stored rows (half the
-    memory, exhaustive scan), HNSW graph or product-quantised.
+    memory, exhaustive scan), HNSW graph or product-quantised (see :func:`build_from_chunks`).
 
     HNSW's ``ef_search`` is stored in the index file, so Pyserini's ``FaissSearcher`` searches with it too.
     """
     vectors = np.ascontiguousarray(vectors, dtype=np.float32)
-    n, d = vectors.shape
-    if index_type == "flat":
-        index = faiss.IndexFlatIP(d)
-    elif index_type == "flat-fp16":
-        index = faiss.IndexScalarQuantizer(d, faiss.ScalarQuantizer.QT_fp16, faiss.METRIC_INNER_PRODUCT)
+    return build_from_chunks(lambda: [vectors], len(vectors), vectors.shape[1], index_type, hnsw_m=hnsw_m,
+                             ef_construction=ef_construction, pq_m=pq_m, pq_nbits=pq_nbits, ef_search=ef_search)
+
+
+def rebatch(chunks: Iterable[np.ndarray], rows: int) -> Iterator[np.ndarray]:
+    """The rows of ``chunks`` again, in float32 batches of exactly ``rows`` (the last one shorter)."""
+    pending: list[np.ndarray] = []
+    held = 0
+    for chunk in chunks:
+        chunk = np.ascontiguousarray(chunk, dtype=np.float32)
+        while len(chunk):
+            take = chunk[:rows - held]
+            pending.append(take)
+            held += len(take)
+            chunk = chunk[len(take):]
+            if held == rows:
+                yield np.concatenate(pending)
+                pending, held = [], 0
+    if held:
+        yield np.concatenate(pending)
+
+
+def pq_training_rows(n: int, pq_nbits: int) -> np.ndarray:
+    """The rows PQ codebooks are trained on: all, or evenly spaced ones where FAISS would subsample anyway."""
+    cap = PQ_TRAIN_PER_CENTROID * 2 ** pq_nbits
+    return np.arange(n) if n <= cap else (np.arange(cap, dtype=np.int64) * n) // cap
+
+
+def build_from_chunks(chunks: Chunks, n: int, d: int, index_type: str = "flat", hnsw_m: int = 32,
+                      ef_construction: int = 200, pq_m: int | None = None, pq_nbits: int = 8,
+                      ef_search: int = DEFAULT_EF_SEARCH) -> faiss.Index:
+    """An inner-product index over ``n`` rows read chunk by chunk; holds the index, never a copy of the rows.
+
+    HNSW rows are added in batches of :data:`HNSW_ADD_ROWS` whatever the chunking, so shards merged
+    and a single encode build the same graph. PQ codebooks are trained on :func:`pq_training_rows`.
+    """
+    if index_type in FLAT_TYPES:
+        index = empty_index(index_type, d)
     elif index_type == "hnsw":
         index = faiss.IndexHNSWFlat(d, hnsw_m, faiss.METRIC_INNER_PRODUCT)
         index.hnsw.efConstruction = ef_construction
@@ -106,10 +145,13 @@ def build_faiss_index(vectors: np.ndarray, index_type: str = "flat", hnsw_m: int
                   f"({PQ_MIN_POINTS_PER_CENTROID} per centroid): recall may suffer; flat or hnsw suits a corpus "
                   "this small", file=sys.stderr)
             index.pq.cp.min_points_per_centroid = 1
-        index.train(vectors)
+        index.train(_gather_rows(chunks(), pq_training_rows(n, pq_nbits), d))
     else:
         raise ValueError(f"unknown index type {index_type!r}; choose from {INDEX_TYPES}")
-    index.add(vectors)
+    for batch in rebatch(chunks(), HNSW_ADD_ROWS):
+        index.add(batch)
+    if index.ntotal != n:
+        raise ValueError(f"expected {n} rows, the chunks held {index.ntotal}")
     return index
 
 
@@ -124,6 +166,20 @@ def index_options(index: faiss.Index) -> dict[str, Any]:
     return {}
 
 
+def _gather_rows(chunks: Iterable[np.ndarray], wanted: np.ndarray, d: int) -> np.ndarray:
+    """Rows at the sorted positions ``wanted`` from a pass over the chunks."""
+    out = np.empty((len(wanted), d), dtype=np.float32)
+    start = filled = 0
+    for chunk in chunks:
+        chunk = chunk.reshape(-1, d)
+        stop = start + len(chunk)
+        take = wanted[filled:np.searchsorted(wanted, stop)]
+        out[filled:filled + len(take)] = chunk[take - start]
+        filled += len(take)
+        start = stop
+    return out
+
+
 def _default_pq_m(d: int) -> int:
     """Largest divisor of d not above d/4 (4 dims per 8-bit code: 16x smaller than fp32)."""
     return next(m for m in range(max(1, d // 4), 0, -1) if d % m == 0)
@@ -132,14 +188,47 @@ def _default_pq_m(d: int) -> int:
 def write_index_dir(out_dir: str | Path, index: faiss.Index, row_docids: Sequence[str], meta: IndexMeta,
                     overwrite: bool = False) -> Path:
     """Write ``index``, ``docid`` and metadata into a temp dir, then rename it to ``out_dir``."""
-    out = Path(out_dir)
     if index.ntotal != len(row_docids):
         raise ValueError(f"index has {index.ntotal} rows but {len(row_docids)} docids were given")
-    meta = dataclasses.replace(meta, index_options=index_options(index))
+    def write(path: Path) -> dict[str, Any]:
+        faiss.write_index(index, str(path))
+        return index_options(index)
+
+    return _write_dir(out_dir, write, row_docids, index.ntotal, meta, overwrite)
+
+
+def write_index_dir_from_chunks(out_dir: str | Path, chunks: Chunks, row_docids: Iterable[str], meta: IndexMeta,
+                                overwrite: bool = False, **options: Any) -> Path:
+    """:func:`write_index_dir` for rows given chunk by chunk (``chunks()`` a fresh pass each call).
+
+    Flat and flat-fp16 files are streamed to disk (:func:`~.flat_file.write_flat_file`), so memory
+    stays at one chunk; HNSW and PQ hold the index they build (:func:`build_from_chunks`).
+    """
+    def write(path: Path) -> dict[str, Any]:
+        if meta.index_type in FLAT_TYPES:
+            with open(path, "wb") as f:
+                write_flat_file(f, meta.index_type, meta.dim, meta.num_rows, chunks())
+            return {}  # what index_options() reads from a flat index
+        index = build_from_chunks(chunks, meta.num_rows, meta.dim, meta.index_type, **options)
+        faiss.write_index(index, str(path))
+        return index_options(index)
+
+    return _write_dir(out_dir, write, row_docids, meta.num_rows, meta, overwrite)
+
+
+def _write_dir(out_dir: str | Path, write_index: Callable[[Path], dict[str, Any]], row_docids: Iterable[str],
+               n_rows: int, meta: IndexMeta, overwrite: bool) -> Path:
+    """``write_index`` writes the index file and returns its build options (:func:`index_options`)."""
+    out = Path(out_dir)
     with atomic_dir(out, overwrite) as tmp:
-        faiss.write_index(index, str(tmp / INDEX_FILE))
+        meta = dataclasses.replace(meta, index_options=write_index(tmp / INDEX_FILE))
+        written = 0
         with open(tmp / DOCID_FILE, "w", encoding="utf-8") as f:
-            f.writelines(d + "\n" for d in row_docids)
+            for docid in row_docids:
+                f.write(docid + "\n")
+                written += 1
+        if written != n_rows:
+            raise ValueError(f"index has {n_rows} rows but {written} docids were given")
         meta.save(tmp)
     return out
 
@@ -184,15 +273,26 @@ def read_docids(path: Path) -> list[str]:
     return docids
 
 
-def read_index_dir(index_dir: str | Path) -> tuple[faiss.Index, list[str], IndexMeta]:
-    """Load and cross-check an index dir (ours or Pyserini's); metadata is inferred when absent."""
+def read_index_dir(index_dir: str | Path, mmap: bool = False) -> tuple[faiss.Index | MappedFlat, list[str], IndexMeta]:
+    """Load and cross-check an index dir (ours or Pyserini's); metadata is inferred when absent.
+
+    ``mmap``: a flat or flat-fp16 index is not read but mapped a window at a time when searched
+    (:class:`~.flat_file.MappedFlat`); other types are memory-mapped by FAISS (``IO_FLAG_MMAP_IFC``).
+    """
     directory = Path(index_dir)
     for name in (INDEX_FILE, DOCID_FILE):
         if not (directory / name).is_file():
             raise InputError(directory / name, "is missing: not a FAISS index dir (expected 'index' and 'docid')")
+    path = directory / INDEX_FILE
     try:
-        index = faiss.read_index(str(directory / INDEX_FILE))
-    except RuntimeError as e:
+        if mmap and is_flat_file(path):
+            index = MappedFlat(path)
+        else:
+            index = faiss.read_index(str(path), faiss.IO_FLAG_MMAP_IFC if mmap else 0)
+    except MemoryError:  # FAISS's std::bad_alloc
+        raise MemoryError(f"{path}: not enough memory to load this {path.stat().st_size / 2 ** 20:,.0f} MB index; "
+                          "search it with --mmap (mmap=True), which maps it a window at a time") from None
+    except (RuntimeError, ValueError) as e:
         raise InputError(directory / INDEX_FILE, f"is not a readable FAISS index: {str(e).splitlines()[0]}") from None
     row_docids = read_docids(directory / DOCID_FILE)
     if len(row_docids) != index.ntotal:

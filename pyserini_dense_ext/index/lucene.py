@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from ..io.atomic import atomic_dir
+from ..io.lock import output_lock
 from ..io.corpus import Doc
 from ..io.errors import InputError
 from ..io.fingerprint import docs_fingerprint
@@ -110,7 +111,7 @@ def build_lucene_index(docs: Sequence[Doc], out_dir: str | Path, threads: int = 
         raise ValueError("no documents to index")
     record = dataclasses.replace(record or LuceneRecord(len(docs), corpus=docs_fingerprint(docs)),
                                  num_docs=len(docs), store_raw=store_raw)
-    with atomic_dir(out_dir, overwrite) as tmp:
+    with output_lock(out_dir), atomic_dir(out_dir, overwrite) as tmp:
         args = ["-index", str(tmp)] + (["-storeRaw"] if store_raw else [])
         indexer = compat.lucene_indexer(str(tmp), args, threads)
         with progress_bar(len(docs), "lucene index", "doc", progress) as bar:

@@ -23,6 +23,7 @@ import pyserini_dense_ext  # noqa: F401  (Java/offline set-up before Pyserini lo
 
 from ..io.errors import InputError
 from ..io.fingerprint import combine_fingerprints
+from ..io.lock import output_lock
 from ..progress import progress_iter
 from .faiss_dir import (DEFAULT_EF_SEARCH, INDEX_FILE, INDEX_TYPES, META_FILE, IndexMeta, build_faiss_index,
                         read_index_dir, write_index_dir)
@@ -123,6 +124,12 @@ def merge_index_dirs(shard_dirs: Sequence[str | Path], out_dir: str | Path, inde
     Memory: all shards' vectors at once, plus the new index (twice the flat size for flat).
     """
     out = Path(out_dir)
+    with output_lock(out):
+        return _merge(shard_dirs, out, index_type, overwrite, progress, **index_options)
+
+
+def _merge(shard_dirs: Sequence[str | Path], out: Path, index_type: str, overwrite: bool, progress: bool,
+           **index_options: Any) -> Path:
     if out.exists() and not overwrite:
         raise FileExistsError(f"{out} already exists; pass --overwrite to replace it")
     if index_type not in INDEX_TYPES:

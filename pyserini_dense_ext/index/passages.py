@@ -13,15 +13,23 @@ one word per token. Cutting at word boundaries keeps each passage a substring of
 reads the same whoever tokenises it, so a BM25 index split with the encoder's tokenizer
 (``index.lucene --passages ... --tokenizer MODEL``) holds exactly the dense index's passages.
 Passage k of document ``d`` gets the id ``d#k`` (0-based, Pyserini's MS MARCO segment ids).
+
+Splitting streams: :class:`PassageStream` splits a corpus batch by batch as it is read, so
+``encode --passages`` runs in constant memory like a whole-document encode; :func:`split_corpus`
+returns the passages as a list (BM25 indexing, tests).
 """
 from __future__ import annotations
 
 import bisect
 import re
+from array import array
 from dataclasses import asdict, dataclass
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterable, Iterator, Sequence
 
-from ..io.corpus import Doc
+import numpy as np
+
+from ..io.corpus import Doc, DocSource, as_source, docid_hash, hashes_fingerprint
+from ..io.fingerprint import docs_fingerprint
 from ..progress import progress_bar
 
 SEPARATOR = "#"  # Pyserini's --max-passage-delimiter default
@@ -129,27 +137,97 @@ def split_document(doc: Doc, spec: PassageSpec, counts: Sequence[int]) -> list[D
     return out
 
 
-def check_docids(docs: Sequence[Doc], separator: str) -> None:
-    """Passage ids are ``docid<separator>k``: a docid already holding the separator would be cut wrongly."""
+def check_docids(docs: Iterable[Doc], separator: str) -> Iterator[Doc]:
+    """``docs``, each checked as it passes: passage ids are ``docid<separator>k``, so a docid already holding
+    the separator would be cut wrongly."""
     for d in docs:
         if separator in d.docid:
             raise ValueError(f"docid {d.docid!r} contains the passage separator {separator!r}; passages are named "
                              f"docid{separator}k and MaxP cuts at the first {separator!r}")
+        yield d
+
+
+def iter_passages(docs: Iterable[Doc], spec: PassageSpec, counter: WordTokenCounter = count_words,
+                  batch_size: int = 256, bar: Any = None) -> Iterator[Doc]:
+    """Every document as passages, in corpus order (document i's passages before document i+1's), split
+    ``batch_size`` documents at a time as they are read: memory holds one batch, whatever the corpus."""
+    batch: list[Doc] = []
+
+    def split(batch: list[Doc]) -> Iterator[Doc]:
+        counts = counter([d.text if spec.title_prefix else d.contents for d in batch])
+        for doc, doc_counts in zip(batch, counts):
+            yield from split_document(doc, spec, doc_counts)
+        if bar is not None:
+            bar.update(len(batch))
+
+    for doc in check_docids(docs, spec.separator):
+        batch.append(doc)
+        if len(batch) == batch_size:
+            yield from split(batch)
+            batch = []
+    if batch:
+        yield from split(batch)
 
 
 def split_corpus(docs: Sequence[Doc], spec: PassageSpec, counter: WordTokenCounter = count_words,
                  batch_size: int = 256, progress: bool = True) -> list[Doc]:
-    """Every document as passages, in corpus order (document i's passages before document i+1's)."""
-    check_docids(docs, spec.separator)
-    out: list[Doc] = []
+    """Every document as passages, in corpus order, in memory (:class:`PassageStream` streams them)."""
     with progress_bar(len(docs), "splitting into passages", "doc", progress) as bar:
-        for start in range(0, len(docs), batch_size):
-            batch = docs[start:start + batch_size]
-            counts = counter([d.text if spec.title_prefix else d.contents for d in batch])
-            for doc, doc_counts in zip(batch, counts):
-                out.extend(split_document(doc, spec, doc_counts))
-            bar.update(len(batch))
-    return out
+        return list(iter_passages(docs, spec, counter, batch_size, bar))
+
+
+class PassageStream:
+    """The passages of a :class:`~pyserini_dense_ext.io.corpus.DocSource`'s documents, as a ``DocSource``
+    itself, in constant memory: the documents are split as they are read, a batch at a time.
+
+    A first pass splits every document to count the passages, keep a 64-bit hash of each passage id
+    (8 bytes a passage, as :class:`~pyserini_dense_ext.io.corpus.CorpusStream` keeps of a document)
+    and fingerprint the passages' texts; every later pass (:meth:`docs`) splits again and checks each
+    passage id against its hash. ``title_room`` (tokens, with ``title_counter``): count in
+    :attr:`long_titles` the passages whose prefixed title is longer.
+    """
+
+    def __init__(self, source: DocSource, spec: PassageSpec, counter: WordTokenCounter = count_words,
+                 batch_size: int = 256, progress: bool = True, title_room: int | None = None):
+        self.source, self.spec, self.counter, self.batch_size = source, spec, counter, batch_size
+        self.documents = len(source)
+        self.long_titles = 0
+        hashes = array("Q")
+
+        def counted(passages: Iterable[Doc]) -> Iterator[Doc]:
+            long: dict[str, bool] = {}  # this batch's titles (reset with each new document batch)
+            for p in passages:
+                hashes.append(docid_hash(p.docid))
+                if title_room is not None and p.title:
+                    if p.title not in long:
+                        if len(long) > batch_size:
+                            long.clear()
+                        long[p.title] = sum(counter([p.title])[0]) > title_room
+                    self.long_titles += long[p.title]
+                yield p
+
+        with progress_bar(len(source), "splitting into passages", "doc", progress) as bar:
+            self._corpus_fingerprint = docs_fingerprint(counted(iter_passages(source.docs(), spec, counter,
+                                                                              batch_size, bar)))
+        self.hashes = np.array(hashes, dtype=np.uint64)
+
+    def __len__(self) -> int:
+        return len(self.hashes)
+
+    def fingerprint(self) -> str:
+        return hashes_fingerprint(self.hashes)
+
+    def corpus_fingerprint(self) -> str:
+        """:func:`~pyserini_dense_ext.io.fingerprint.docs_fingerprint` of the passages (not of the documents:
+        that is ``source.corpus_fingerprint()``)."""
+        return self._corpus_fingerprint
+
+    def docs(self) -> Iterator[Doc]:
+        for position, p in enumerate(iter_passages(self.source.docs(), self.spec, self.counter, self.batch_size)):
+            if position >= len(self.hashes) or docid_hash(p.docid) != self.hashes[position]:
+                raise ValueError(f"passage {position + 1} is now {p.docid!r}: the documents or their split changed "
+                                 "while being encoded")
+            yield p
 
 
 def check_window(spec: PassageSpec, added: int, max_length: int, where: str) -> None:
@@ -160,12 +238,16 @@ def check_window(spec: PassageSpec, added: int, max_length: int, where: str) -> 
                          f"use a window of at most {max_length - added}")
 
 
-def split_for_encoder(docs: Sequence[Doc], spec: PassageSpec, model: Any, progress: bool = True) -> list[Doc]:
-    """Passages whose windows are counted in ``model``'s tokens and fit its document length.
+def split_for_encoder(docs: Sequence[Doc] | DocSource, spec: PassageSpec, model: Any,
+                      progress: bool = True) -> PassageStream:
+    """Passages whose windows are counted in ``model``'s tokens and fit its document length, streamed.
 
-    ``model`` is an :class:`~pyserini_dense_ext.encoders.Encoder` with a ``tokenizer`` (torch or
-    ONNX). A prefixed title longer than the room left beside the window is cut by the encoder at
-    the passage's end; how many passages that hits is logged.
+    ``docs`` is a list or a :class:`~pyserini_dense_ext.io.corpus.DocSource` (a
+    :class:`~pyserini_dense_ext.io.corpus.CorpusStream`): the passages are a :class:`PassageStream`,
+    so splitting a corpus holds no more of it than encoding it whole. ``model`` is an
+    :class:`~pyserini_dense_ext.encoders.Encoder` with a ``tokenizer`` (torch or ONNX). A prefixed
+    title longer than the room left beside the window is cut by the encoder at the passage's end;
+    how many passages that hits is logged.
     """
     import logging
 
@@ -177,15 +259,12 @@ def split_for_encoder(docs: Sequence[Doc], spec: PassageSpec, model: Any, progre
     family = FAMILIES[config.family].model
     added = len(family.tokenize(tokenizer, config, [""], "document")["input_ids"][0])
     check_window(spec, added, config.doc_max_length, f"{config.family} formatting")
-    passages = split_corpus(docs, spec, tokenizer_counter(tokenizer), progress=progress)
-    if spec.title_prefix:
-        titles = sorted({d.title for d in docs if d.title})
-        room = config.doc_max_length - added - spec.length
-        long = {t for t, n in zip(titles, tokenizer_counter(tokenizer)(titles)) if sum(n) > room} if titles else set()
-        cut = sum(1 for p in passages if p.title in long)
-        if cut:
-            logging.getLogger(__name__).warning(
-                f"--title-prefix: {cut} of {len(passages)} passages have a title longer than the {room} tokens left "
-                f"beside a {spec.length}-token window within doc_max_length {config.doc_max_length}; the encoder "
-                "cuts their ends")
+    room = config.doc_max_length - added - spec.length
+    passages = PassageStream(as_source(docs), spec, tokenizer_counter(tokenizer), progress=progress,
+                             title_room=room if spec.title_prefix else None)
+    if passages.long_titles:
+        logging.getLogger(__name__).warning(
+            f"--title-prefix: {passages.long_titles} of {len(passages)} passages have a title longer than the {room} "
+            f"tokens left beside a {spec.length}-token window within doc_max_length {config.doc_max_length}; the "
+            "encoder cuts their ends")
     return passages

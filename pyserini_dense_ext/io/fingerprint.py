@@ -14,16 +14,18 @@ import hashlib
 import json
 import os
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence
 
 from .atomic import atomic_write
-from .corpus import Doc
+
+if TYPE_CHECKING:  # (corpus computes its fingerprint with this module)
+    from .corpus import Doc
 
 _BLOCK = 1 << 20
 _MODULUS = 1 << 256
 
 
-def docs_fingerprint(docs: Sequence[Doc]) -> str:
+def docs_fingerprint(docs: Iterable[Doc]) -> str:
     """The documents as indexed (docid and contents): the sum modulo 2^256 of each one's SHA-256.
 
     A sum, so shards combine (:func:`combine_fingerprints`) into exactly the fingerprint of the

@@ -4,11 +4,21 @@ Texts become token ids through the family's own ``tokenize`` and are batched by 
 ``encode_texts`` loop, so an ONNX encoder differs from the torch one only in who runs the
 graph. Everything loading needs (family, side, config, tokenizer) is in the file's metadata,
 written by :mod:`pyserini_dense_ext.onnx.export`, so no flag has to repeat it.
+
+Threads on the CPU: a batch of one text runs on onnxruntime's own thread pool (``threads``
+intra-op threads). A batch of several texts is cut into ``threads`` slices of whole rows, each
+run on its own thread by a second, single-threaded session: a query is ~20 tokens, so each
+operator's work is too small to share between threads without their hand-offs costing more
+than they save (at batch 32, slices ran 1.3-1.9x faster than intra-op threads; ``bench/onnx_latency.py``,
+docs/onnx.md). A row's vector does not depend on the other rows of its batch (the padding is
+masked), so slicing changes no result (tested).
 """
 from __future__ import annotations
 
 import json
 import logging
+import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
@@ -135,7 +145,9 @@ class OnnxModel:
         self.path = Path(path)
         if not self.path.is_file():
             raise InputError(self.path, "ONNX file does not exist" if not self.path.exists() else "is not a file")
-        self.session, self.device_type, self.device_id = _session(self.path, device, threads)
+        self.threads = threads or len(os.sched_getaffinity(0))
+        self.session, self.device_type, self.device_id = _session(self.path, device, self.threads)
+        self._sliced: tuple[Any, ThreadPoolExecutor] | None = None  # the single-threaded session and its workers
         self.provider = self.session.get_providers()[0]
         custom = self.session.get_modelmeta().custom_metadata_map
         if META_KEY not in custom:
@@ -237,6 +249,9 @@ class OnnxModel:
             pads = {"input_ids": self.tokenizer.pad_token_id, "attention_mask": 0, "token_type_ids": 0}
             batch = {k: np.pad(v, ((0, 0), (0, extra)), constant_values=pads[k]) for k, v in batch.items()}
         feeds = {name: np.ascontiguousarray(batch[name]) for name in self.input_names}
+        rows = len(feeds["input_ids"])
+        if not self.io_binding and self.device_type == "cpu" and self.threads > 1 and rows > 1:
+            return self._run_sliced(feeds, min(self.threads, rows))
         if not self.io_binding:
             return self.session.run([OUTPUT_NAME], feeds)[0]
         import onnxruntime as ort
@@ -248,6 +263,17 @@ class OnnxModel:
         binding.bind_output(OUTPUT_NAME, self.device_type, self.device_id)
         self.session.run_with_iobinding(binding)
         return binding.copy_outputs_to_cpu()[0]
+
+
+    def _run_sliced(self, feeds: dict[str, np.ndarray], slices: int) -> np.ndarray:
+        """The batch cut into ``slices`` runs of whole rows, each on its own thread (see the module docstring)."""
+        if self._sliced is None:
+            session = _session(self.path, "cpu", 1)[0]
+            self._sliced = (session, ThreadPoolExecutor(self.threads, thread_name_prefix="dense-ext-onnx"))
+        session, pool = self._sliced
+        bounds = np.linspace(0, len(feeds["input_ids"]), slices + 1).astype(int)
+        parts = [{name: value[a:b] for name, value in feeds.items()} for a, b in zip(bounds[:-1], bounds[1:])]
+        return np.concatenate(list(pool.map(lambda part: session.run([OUTPUT_NAME], part)[0], parts)))
 
 
 def load_onnx(path: str | Path, side: Side | None = None, device: str = "cpu", threads: int | None = None,

@@ -26,8 +26,10 @@ import torch
 from ..cli import add_config_options, encoder_overrides, run_cli
 from ..encoders.base import INPUT_NAMES, DenseModel, collate
 from ..encoders.interface import SIDES, Side, check_side
-from ..encoders.loading import load_model
+from ..encoders.loading import load_model, resolve_config
 from ..io.errors import InputError
+from ..io.lock import output_lock
+from .cache import export_path
 from .encoder import META_KEY, OUTPUT_NAME, ExportMeta, load_onnx
 from .quantize import int8_recipe, quantize_int8
 
@@ -141,16 +143,19 @@ def compare(model: DenseModel, onnx_path: Path, side: Side, texts: Sequence[str]
     return {"max_abs_diff": float(np.abs(a - b).max()), "min_cosine": float(cosine.min())}
 
 
-def export_onnx(model_dir: str | Path, side: str, output: str | Path, *, family: str | None = None,
+def export_onnx(model_dir: str | Path, side: str, output: str | Path | None = None, *, family: str | None = None,
                 precision: str = "fp32", optimize_graph: bool = True, opset: int = MIN_OPSET, check: bool = True,
                 overwrite: bool = False, **overrides: Any) -> ExportMeta:
     """Write ``output`` (.onnx) and its ``.tokenizer`` dir; returns the metadata written into the file, plus
     ``extra["check"]`` (max abs diff and min cosine against torch) when ``check`` is set.
 
     ``overrides`` are :class:`EncoderConfig` fields (pooling, l2_norm, max lengths...) for a dir
-    without ``dense_ext.json``; the export bakes them in.
+    without ``dense_ext.json``; the export bakes them in. Without ``output`` the export goes to the
+    export cache (:mod:`.cache`), where the search commands find it.
     """
     side = check_side(side)
+    if output is None:
+        output = export_path(model_dir, resolve_config(model_dir, family, **overrides), side, precision)
     output = Path(output)
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
@@ -160,6 +165,12 @@ def export_onnx(model_dir: str | Path, side: str, output: str | Path, *, family:
         raise ValueError(f"opset must be >= {MIN_OPSET}, got {opset}")
     if output.suffix.lower() != ".onnx":
         raise ValueError(f"{output}: the output file name must end in .onnx")
+    with output_lock(output):
+        return _export(model_dir, side, output, family, precision, optimize_graph, opset, check, overwrite, overrides)
+
+
+def _export(model_dir: str | Path, side: Side, output: Path, family: str | None, precision: str,
+            optimize_graph: bool, opset: int, check: bool, overwrite: bool, overrides: dict[str, Any]) -> ExportMeta:
     tok_dir = tokenizer_dir(output)
     if not overwrite and (output.exists() or tok_dir.exists()):
         raise FileExistsError(f"{output} or {tok_dir} already exists; pass --overwrite to replace them")
@@ -204,6 +215,7 @@ def export_onnx(model_dir: str | Path, side: str, output: str | Path, *, family:
         os.replace(final, output)
     finally:
         shutil.rmtree(work, ignore_errors=True)
+    meta.extra["path"] = str(output)
     if check:
         texts = list(SAMPLE_TEXTS) + ["a", "the effect of heat flow on the boundary layer of a wing"]
         result = compare(model, output, side, texts)
@@ -222,7 +234,12 @@ def _versions() -> dict[str, str]:
             "onnxruntime": onnxruntime.__version__}
 
 
-EXAMPLE = """example (a plain Hugging Face dir, so the family and options are named once, here):
+EXAMPLE = """examples (a plain Hugging Face dir, so the family and options are named once, here):
+  # into the export cache: searches given the model dir then run this export instead of torch
+  python -m pyserini_dense_ext.onnx.export --model all-MiniLM-L6-v2 --side query \\
+    --family repbert --pooling mean --l2-norm --doc-segment-id 0 --query-max-length 256
+  python -m pyserini_dense_ext.search --index IDX --encoder all-MiniLM-L6-v2 --topics T --output run.trec
+  # a named file, int8
   python -m pyserini_dense_ext.onnx.export --model all-MiniLM-L6-v2 --side query --output exports/minilm-q.onnx \\
     --family repbert --pooling mean --l2-norm --doc-segment-id 0 --query-max-length 256 --precision int8
   python -m pyserini_dense_ext.search --index IDX --encoder exports/minilm-q.onnx --topics T --output run.trec
@@ -240,7 +257,10 @@ def build_parser() -> argparse.ArgumentParser:
                     "'--encoder OUTPUT' in the search and encode commands needs no other flag.")
     parser.add_argument("--model", required=True, help="local model dir (with dense_ext.json, or name --family)")
     parser.add_argument("--side", required=True, choices=SIDES, help="which encoder to export")
-    parser.add_argument("--output", required=True, help="the .onnx file to write")
+    parser.add_argument("--output", default=None,
+                        help="the .onnx file to write (default: the export cache, $DENSE_EXT_ONNX_CACHE or "
+                             "~/.cache/pyserini-dense-ext/onnx, where search commands given the model dir find a "
+                             "query export and use it instead of torch)")
     parser.add_argument("--precision", default="fp32", choices=PRECISIONS,
                         help="fp32 (default); fp16 for the CUDA provider; int8 (per-channel dynamic) for CPU")
     parser.add_argument("--opset", type=int, default=MIN_OPSET, help=f"ONNX opset, >= {MIN_OPSET} (default)")
@@ -268,8 +288,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     fused = meta.extra.get("fused_ops", {})
     attention = sum(fused.get(op, 0) for op in FUSED_ATTENTION_OPS)
-    print(f"wrote {args.output} ({meta.family}, {meta.side}, {meta.precision}, dim {meta.dim}) "
-          f"and {tokenizer_dir(Path(args.output))}/")
+    print(f"wrote {meta.extra['path']} ({meta.family}, {meta.side}, {meta.precision}, dim {meta.dim}) "
+          f"and {tokenizer_dir(Path(meta.extra['path']))}/")
     if meta.extra.get("optimized"):
         print(f"fused: {attention} of {meta.extra['num_layers']} attention layers; all fused ops {fused}")
     if "check" in meta.extra:

@@ -10,7 +10,7 @@ import time
 
 import pyserini_dense_ext  # noqa: F401  (Java/offline set-up before Pyserini loads)
 
-from ..cli import add_encoder_options, add_max_passage_options, encoder_overrides, run_cli
+from ..cli import add_encoder_options, add_max_passage_options, add_query_backend_options, encoder_overrides, run_cli
 from ..io.runs import FORMATS
 
 EXAMPLE = """example (MODEL_DIR is all-MiniLM-L6-v2, a plain Hugging Face dir, so its recipe is given as flags):
@@ -35,16 +35,21 @@ def build_parser() -> argparse.ArgumentParser:
                    help="FAISS index dir ('index' + 'docid' files); several shard dirs are searched as one "
                         "(merged top-k, no merged index needed)")
     add_encoder_options(p)
+    add_query_backend_options(p)
     p.add_argument("--topics", required=True, help="queries: Pyserini TSV (qid<TAB>text) or BEIR queries.jsonl")
     p.add_argument("--qids-from", metavar="QRELS", default=None,
                    help="search only the queries judged in this qrels file (a BEIR split, say)")
-    p.add_argument("--hits", type=int, default=1000, help="documents per query, or passages searched with "
-                                                          "--max-passage (default 1000)")
+    p.add_argument("--hits", type=int, default=1000,
+                   help="documents per query, or passages searched with --max-passage (default 1000; more than "
+                        "the index holds gives all of them)")
     add_max_passage_options(p)
     p.add_argument("--threads", type=int, default=None, help="FAISS threads (default: all cores)")
     p.add_argument("--ef-search", type=int, default=None,
                    help="HNSW search beam width (default: the one stored with the index, raised to the rows "
                         "asked for)")
+    p.add_argument("--mmap", action="store_true",
+                   help="do not load the index: map it from disk while searching (flat and flat-fp16 a window at a "
+                        "time, so an index larger than memory can be searched; others via FAISS's mmap)")
     p.add_argument("--output", required=True, help="run file to write (atomically)")
     p.add_argument("--output-format", choices=FORMATS, default="trec", help="run format (default trec)")
     p.add_argument("--run-tag", default="dense_ext", help="last column of TREC lines")
@@ -64,8 +69,9 @@ def main(argv: list[str] | None = None) -> int:
     qids = set(read_qrels(args.qids_from)) if args.qids_from else None
     topics = read_topics(args.topics, qids)
     searcher_cls, index = (DenseSearcher, args.index[0]) if len(args.index) == 1 else (ShardedSearcher, args.index)
-    searcher = searcher_cls(index, args.encoder, family=args.family, device=args.device,
-                             ef_search=args.ef_search, batch_size=args.batch_size, **encoder_overrides(args))
+    searcher = searcher_cls(index, args.encoder, family=args.family, device=args.device, ef_search=args.ef_search,
+                            batch_size=args.batch_size, mmap=args.mmap, backend=args.backend,
+                            precision=args.precision, **encoder_overrides(args))
     warn_unless_max_passage(args.max_passage, searcher, args.index)
     start = time.perf_counter()
     run = searcher.search_run(topics, k=args.hits, threads=args.threads, progress=not args.quiet)

@@ -6,10 +6,15 @@ use to skip building one Python object per hit. For ME-BERT dirs (m rows per doc
 document's score is its best row: with m rows per document, the top k*m rows always hold at
 least k distinct documents, and the first time a document appears in the ranked rows is its
 maximum, so searching k*m rows and keeping first occurrences is exact on a flat index.
+
+Flat and flat-fp16 indexes are scanned by :mod:`.flat` (a blocked matrix multiply into FAISS's
+heaps) whenever that beats FAISS's own search (:func:`.flat.scan_wins`); ME-BERT rows stored
+together (m adjacent rows per document, as our encode writes them) are folded to documents in
+the same pass. With ``mmap=True`` such an index is not loaded but mapped a window at a time, so
+an index larger than memory can be searched.
 """
 from __future__ import annotations
 
-import contextlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping, Sequence
@@ -19,10 +24,13 @@ import numpy as np
 
 from ..encoders import DenseQueryEncoder, EncoderConfig, load_query_encoder
 from ..index import INDEX_FILE, read_index_dir
+from ..index.flat_file import MappedFlat
 from ..io.errors import InputError
 from ..io.runs import Run
 from ..progress import progress_bar
 from ..pyserini_compat import DenseSearchResult, QueryEncoder
+from . import flat
+from .results import gc_paused, hit_list
 from .index_config import check_family, index_config, query_encoder_settings
 
 
@@ -50,25 +58,6 @@ class QueryEncoding:
         return cls(lambda queries: np.stack([np.asarray(encoder.encode(q)).reshape(-1) for q in queries]))
 
 
-@contextlib.contextmanager
-def faiss_threads(threads: int | None) -> Iterator[None]:
-    """FAISS's OpenMP thread count for one call, restored afterwards.
-
-    FAISS and torch share one OpenMP runtime, so a count left behind would also change torch's
-    thread count, and with it the summation order and the last bits of every later query vector
-    (on near-tied scores that reorders hits between two searches of the same query).
-    """
-    if not threads:
-        yield
-        return
-    before = faiss.omp_get_max_threads()
-    faiss.omp_set_num_threads(threads)
-    try:
-        yield
-    finally:
-        faiss.omp_set_num_threads(before)
-
-
 def first_occurrences(doc_rows: np.ndarray, k: int) -> np.ndarray:
     """Column positions of each document's first (best) appearance, in rank order, at most k.
 
@@ -77,6 +66,23 @@ def first_occurrences(doc_rows: np.ndarray, k: int) -> np.ndarray:
     valid = np.flatnonzero(doc_rows >= 0)
     _, first = np.unique(doc_rows[valid], return_index=True)
     return valid[np.sort(first)[:k]]
+
+
+def _documents(row_docids: list[str], num_docs: int) -> tuple[list[str], np.ndarray]:
+    """Distinct docids in first-row order, and each row's document number.
+
+    The layouts our encode writes (one row per document, or m adjacent rows per document) are
+    recognised by list comparisons, without a docid-to-number dict (~100 bytes a document).
+    """
+    n = len(row_docids)
+    m = n // num_docs if num_docs else 1
+    if num_docs * m == n and all(row_docids[j::m] == row_docids[0::m] for j in range(1, m)):
+        docids = row_docids if m == 1 else row_docids[0::m]
+        if len(docids) == num_docs:  # read_index_dir checked that the dir names num_docs distinct documents
+            return docids, np.arange(n, dtype=np.int64) // m
+    positions: dict[str, int] = {}
+    row_doc = np.fromiter((positions.setdefault(d, len(positions)) for d in row_docids), dtype=np.int64, count=n)
+    return list(positions), row_doc
 
 
 class DenseSearcher:
@@ -88,27 +94,37 @@ class DenseSearcher:
 
     def __init__(self, index_dir: str | Path, query_encoder: QueryEncoder | str | Path | None = None,
                  family: str | None = None, device: str = "cpu", ef_search: int | None = None,
-                 batch_size: int = 64, **encoder_overrides: Any):
+                 batch_size: int = 64, mmap: bool = False, backend: str = "auto", precision: str = "fp32",
+                 **encoder_overrides: Any):
         self.index_dir = Path(index_dir)
-        self.index, row_docids, self.meta = read_index_dir(self.index_dir)
-        positions: dict[str, int] = {}
-        self.row_doc = np.fromiter((positions.setdefault(d, len(positions)) for d in row_docids), dtype=np.int64,
-                                   count=len(row_docids))
-        self.docids: list[str] = list(positions)
+        self.index, row_docids, self.meta = read_index_dir(self.index_dir, mmap=mmap)
+        self.docids, self.row_doc = _documents(row_docids, self.meta.num_docs)
+        del row_docids
         self.rows_per_doc = max(1, int(np.bincount(self.row_doc).max())) if len(self.row_doc) else 1
-        self._hnsw = isinstance(faiss.downcast_index(self.index), faiss.IndexHNSW)
+        # ME-BERT rows folded in the scan when each document's m rows are adjacent (as encode writes them).
+        adjacent = np.array_equal(self.row_doc, np.repeat(np.arange(self.num_docs), self.rows_per_doc))
+        self._fold = self.rows_per_doc if adjacent else 1
+        self._mapped = isinstance(self.index, MappedFlat)
+        self._rows = None if self._mapped else flat.stored_rows(self.index)  # a view of the index's own rows
+        self._hnsw = not self._mapped and isinstance(faiss.downcast_index(self.index), faiss.IndexHNSW)
         if ef_search is not None and ef_search < 1:
             raise ValueError(f"ef_search must be positive, got {ef_search}")
         self.ef_search = ef_search  # None: the index's own (stored at build), raised to the rows asked for
         if isinstance(query_encoder, (str, Path)):
-            query_encoder = self.load_query_encoder(query_encoder, family, device, batch_size, encoder_overrides)
+            query_encoder = self.load_query_encoder(query_encoder, family, device, batch_size, encoder_overrides,
+                                                    backend, precision)
         self.set_query_encoder(query_encoder)
 
     def load_query_encoder(self, path: str | Path, family: str | None = None, device: str = "cpu",
-                           batch_size: int = 64, overrides: Mapping[str, Any] | None = None) -> DenseQueryEncoder:
+                           batch_size: int = 64, overrides: Mapping[str, Any] | None = None, backend: str = "auto",
+                           precision: str = "fp32") -> DenseQueryEncoder:
         """The query encoder at ``path``, configured by ``family`` and ``overrides``, then its own files, then the
-        encoder config this index recorded."""
+        encoder config this index recorded; a model dir's cached ONNX export when ``backend`` allows it
+        (:func:`~pyserini_dense_ext.onnx.cache.query_encoder_source`)."""
+        from ..onnx.cache import query_encoder_source
+
         family, settings = query_encoder_settings(self.meta, self.index_dir, path, family, overrides or {})
+        path, family, settings = query_encoder_source(path, family, settings, device, backend, precision)
         return load_query_encoder(path, family=family, device=device, batch_size=batch_size, **settings)
 
     def set_query_encoder(self, query_encoder: QueryEncoder | None) -> None:
@@ -164,12 +180,21 @@ class DenseSearcher:
                                                           f"shape {vectors.shape}", field="dim")
         if not np.isfinite(vectors).all():
             raise ValueError("query vectors hold NaN or infinite values")
-        rows_k = min(k * self.rows_per_doc, self.index.ntotal)
-        with faiss_threads(threads):
-            scores, rows = self.index.search(vectors, rows_k, params=self._search_params(rows_k))
-        docs = np.where(rows >= 0, self.row_doc[np.maximum(rows, 0)], -1)
+        k = min(k, max(self.num_docs, 1))  # more hits than documents: all of them, not a (n, k) allocation
         out_scores = np.full((len(vectors), k), -np.inf, dtype=np.float32)
         out_docs = np.full((len(vectors), k), -1, dtype=np.int64)
+        scanned = self._mapped or (self._rows is not None and flat.scan_wins(len(vectors)))
+        if scanned and self._fold == self.rows_per_doc:  # documents straight from the scan
+            scores, docs = self._scan(vectors, k, self._fold, threads)
+            out_scores[:, :docs.shape[1]], out_docs[:, :docs.shape[1]] = scores, docs
+            return out_scores, out_docs
+        rows_k = min(k * self.rows_per_doc, self.index.ntotal)
+        if scanned:
+            scores, rows = self._scan(vectors, rows_k, 1, threads)
+        else:
+            with flat.thread_limit(threads):
+                scores, rows = self.index.search(vectors, rows_k, params=self._search_params(rows_k))
+        docs = np.where(rows >= 0, self.row_doc[np.maximum(rows, 0)], -1)
         if self.rows_per_doc == 1:
             width = min(k, rows_k)
             out_scores[:, :width], out_docs[:, :width] = scores[:, :width], docs[:, :width]
@@ -187,22 +212,37 @@ class DenseSearcher:
         stored = faiss.downcast_index(self.index).hnsw.efSearch
         return faiss.SearchParametersHNSW(efSearch=self.ef_search or max(stored, rows_k))
 
+    def _scan(self, vectors: np.ndarray, k: int, fold: int, threads: int | None) -> tuple[np.ndarray, np.ndarray]:
+        """:mod:`.flat`'s blocked scan of the stored rows (or of the mapped file), ``fold`` rows per item."""
+        if self._mapped:
+            return flat.mapped_top_k(self.index, vectors, k, fold, threads)
+        return flat.top_k(vectors, self._rows, k, fold, threads)
+
     def to_ranking(self, scores: np.ndarray, docs: np.ndarray) -> list[tuple[str, float]]:
         """One query's arrays as ``[(docid, score), ...]``."""
-        return [(self.docids[d], float(s)) for s, d in zip(scores.tolist(), docs.tolist()) if d >= 0]
+        return list(zip(*self._docids_scores(scores, docs)))
+
+    def _docids_scores(self, scores: np.ndarray, docs: np.ndarray) -> tuple[list[str], list[float]]:
+        keep = docs >= 0
+        docids = self.docids
+        return [docids[d] for d in docs[keep].tolist()], scores[keep].tolist()
+
+    def to_results(self, scores: np.ndarray, docs: np.ndarray) -> list[DenseSearchResult]:
+        """One query's arrays as Pyserini's hit objects."""
+        return hit_list(*self._docids_scores(scores, docs))
 
     def search(self, query: str | np.ndarray, k: int = 10, threads: int | None = None) -> list[DenseSearchResult]:
         vectors = self.encode_queries([query]) if isinstance(query, str) else query
         scores, docs = self.search_vectors(vectors, k, threads)
-        return [DenseSearchResult(d, s) for d, s in self.to_ranking(scores[0], docs[0])]
+        return self.to_results(scores[0], docs[0])
 
     def batch_search(self, queries: Sequence[str] | np.ndarray, q_ids: Sequence[str], k: int = 10,
                      threads: int | None = None) -> dict[str, list[DenseSearchResult]]:
         """Pyserini's ``FaissSearcher.batch_search``: all queries encoded at once, one FAISS search."""
         vectors = queries if isinstance(queries, np.ndarray) else self.encode_queries(queries)
         scores, docs = self.search_vectors(vectors, k, threads)
-        return {qid: [DenseSearchResult(d, s) for d, s in self.to_ranking(scores[i], docs[i])]
-                for i, qid in enumerate(q_ids)}
+        with gc_paused():
+            return {qid: self.to_results(scores[i], docs[i]) for i, qid in enumerate(q_ids)}
 
     def search_run(self, topics: Mapping[str, str], k: int = 1000, threads: int | None = None,
                    chunk_size: int = 256, progress: bool = True) -> Run:

@@ -25,17 +25,18 @@ class ShardedSearcher:
 
     def __init__(self, shard_dirs: Sequence[str | Path], query_encoder: QueryEncoder | str | Path | None = None,
                  family: str | None = None, device: str = "cpu", ef_search: int | None = None,
-                 batch_size: int = 64, **encoder_overrides: Any):
+                 batch_size: int = 64, mmap: bool = False, backend: str = "auto", precision: str = "fp32",
+                 **encoder_overrides: Any):
         if not shard_dirs:
             raise ValueError("no shard dirs given")
-        searchers = [DenseSearcher(d, ef_search=ef_search) for d in shard_dirs]
+        searchers = [DenseSearcher(d, ef_search=ef_search, mmap=mmap) for d in shard_dirs]
         order = order_shards([(s.index_dir, s.meta, (s.index_dir / META_FILE).is_file()) for s in searchers])
         self.shards = [searchers[i] for i in order]
         check_compatible([(s.index_dir, s.meta, s.index.metric_type) for s in self.shards],
                          [s.docids for s in self.shards])
         if isinstance(query_encoder, (str, Path)):  # one encoder for all shards, which share one recorded config
             query_encoder = self.shards[0].load_query_encoder(query_encoder, family, device, batch_size,
-                                                              encoder_overrides)
+                                                              encoder_overrides, backend, precision)
         for shard in self.shards:
             shard.set_query_encoder(query_encoder)
         self.query_encoder = query_encoder
@@ -79,6 +80,8 @@ class ShardedSearcher:
 
     # The front end is DenseSearcher's own: it only calls encode_queries, search_vectors and docids.
     to_ranking = DenseSearcher.to_ranking
+    _docids_scores = DenseSearcher._docids_scores
+    to_results = DenseSearcher.to_results
     search = DenseSearcher.search
     batch_search = DenseSearcher.batch_search
     search_run = DenseSearcher.search_run

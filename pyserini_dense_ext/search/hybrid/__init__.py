@@ -15,7 +15,9 @@ indexes the way the hybrid and tune commands do.
 """
 from __future__ import annotations
 
+import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Iterator, Mapping, Sequence
 
@@ -26,6 +28,7 @@ from ...io.runs import Run
 from ...progress import progress_bar
 from ...pyserini_compat import DenseSearchResult
 from ..maxp import max_passage
+from ..results import gc_paused, hit_list
 from .sources import BatchSearcher, HitSource, dense_source
 from .sparse import sparse_source
 
@@ -132,6 +135,18 @@ class HybridSearcher:
         self._tick("sparse", start)
         return out
 
+    def both_hits(self, queries: Sequence[str], k0: int, threads: int = 1) -> tuple[list[Hits], list[Hits]]:
+        """(sparse, dense) top-k0 hits per query, the sparse side searched on a thread of its own while the
+        dense side encodes and searches: BM25's Python work (parsing Lucene's top docs, mapping ids) then
+        overlaps the query encoder's, which runs without holding the GIL."""
+        start = time.perf_counter()
+        with ThreadPoolExecutor(1, thread_name_prefix="dense-ext-sparse") as pool:
+            sparse = pool.submit(_detached, self.sparse_hits, queries, k0, threads)
+            dense = self.dense_hits(queries, k0, threads)
+            out = sparse.result(), dense
+        self._tick("retrieve", start)
+        return out
+
     def _chunks(self, topics: Mapping[str, str], k0: int, threads: int, chunk_size: int, progress: bool,
                 desc: str) -> Iterator[tuple[list[str], list[Hits], list[Hits]]]:
         """(qids, sparse hits, dense hits) for each chunk of topics, with a progress bar."""
@@ -141,8 +156,7 @@ class HybridSearcher:
         with progress_bar(len(qids), desc, "query", progress) as bar:
             for start in range(0, len(qids), chunk_size):
                 chunk = slice(start, start + chunk_size)
-                dense = self.dense_hits(texts[chunk], k0, threads)
-                yield qids[chunk], self.sparse_hits(texts[chunk], k0, threads), dense
+                yield (qids[chunk], *self.both_hits(texts[chunk], k0, threads))
                 bar.update(len(texts[chunk]))
 
     def search_lists(self, topics: Mapping[str, str], k0: int = 1000, threads: int = 1, chunk_size: int = 512,
@@ -161,8 +175,7 @@ class HybridSearcher:
             raise ValueError(f"k0 and k must be positive, got k0={k0}, k={k}")
         fusion = resolve(fusion, **params)
         queries = list(queries)
-        dense = self.dense_hits(queries, k0, threads)
-        sparse = self.sparse_hits(queries, k0, threads)
+        sparse, dense = self.both_hits(queries, k0, threads)
         return self._fuse(fusion, sparse, dense, k, qids if qids is not None else [None] * len(queries))
 
     def _fuse(self, fusion: Fusion, sparse: list[Hits], dense: list[Hits], k: int,
@@ -178,7 +191,7 @@ class HybridSearcher:
         """One query, as Pyserini's ``HybridSearcher.search``."""
         chosen = pyserini_fusion(fusion, alpha, normalization, weight_on_dense, **fusion_options)
         docids, scores = self.search_hits([query], k0, k, 1, chosen)[0]
-        return [DenseSearchResult(d, s) for d, s in zip(docids.tolist(), scores.tolist())]
+        return hit_list(docids.tolist(), scores.tolist())
 
     def batch_search(self, queries: Sequence[str], q_ids: Sequence[str], k0: int = 10, k: int = 10,
                      threads: int = 1, alpha: float | None = None, normalization: bool | str | None = None,
@@ -189,8 +202,8 @@ class HybridSearcher:
             raise ValueError(f"got {len(queries)} queries but {len(q_ids)} query ids")
         chosen = pyserini_fusion(fusion, alpha, normalization, weight_on_dense, **fusion_options)
         fused = self.search_hits(queries, k0, k, threads, chosen, qids=q_ids)
-        return {qid: [DenseSearchResult(d, s) for d, s in zip(docids.tolist(), scores.tolist())]
-                for qid, (docids, scores) in zip(q_ids, fused)}
+        with gc_paused():
+            return {qid: hit_list(docids.tolist(), scores.tolist()) for qid, (docids, scores) in zip(q_ids, fused)}
 
     def search_run(self, topics: Mapping[str, str], k0: int = 1000, k: int = 1000, threads: int = 1,
                    fusion: str | Fusion = "linear", chunk_size: int = 512, progress: bool = True,
@@ -207,10 +220,20 @@ class HybridSearcher:
         return run
 
 
+def _detached(fn: Any, *args: Any) -> Any:
+    """``fn(*args)`` on a worker thread that leaves the JVM (if it used it) when done."""
+    try:
+        return fn(*args)
+    finally:
+        if "jnius" in sys.modules:
+            sys.modules["jnius"].detach()
+
+
 def build_hybrid(dense_index: str | Path, encoder: str | Path, sparse_index: str | Path, *,
                  bm25: tuple[float, float] = (0.9, 0.4), language: str = "en", family: str | None = None,
-                 device: str = "cpu", ef_search: int | None = None, batch_size: int = 64,
-                 max_passage_delimiter: str | None = None, **encoder_overrides: Any) -> HybridSearcher:
+                 device: str = "cpu", ef_search: int | None = None, batch_size: int = 64, mmap: bool = False,
+                 backend: str = "auto", precision: str = "fp32", max_passage_delimiter: str | None = None,
+                 **encoder_overrides: Any) -> HybridSearcher:
     """A :class:`HybridSearcher` over a FAISS index dir (queries encoded by ``encoder``) and a Lucene index dir;
     ``max_passage_delimiter`` folds passages into documents (MaxP) on each side."""
     from ... import pyserini_compat as compat
@@ -225,7 +248,7 @@ def build_hybrid(dense_index: str | Path, encoder: str | Path, sparse_index: str
     if language != "en":
         lucene.set_language(language)
     dense = DenseSearcher(dense_index, encoder, family=family, device=device, ef_search=ef_search,
-                          batch_size=batch_size, **encoder_overrides)
+                          batch_size=batch_size, mmap=mmap, backend=backend, precision=precision, **encoder_overrides)
     return HybridSearcher(dense, lucene, max_passage_delimiter)
 
 

@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import argparse
 
-from ...cli import add_encoder_options, add_fusion_options, add_max_passage_options, encoder_overrides
+from ...cli import (add_encoder_options, add_fusion_options, add_max_passage_options, add_query_backend_options,
+                   encoder_overrides)
 from ...fusion import METHODS
 from ...io.runs import FORMATS
 from . import HybridSearcher, build_hybrid
@@ -16,9 +17,12 @@ def dense_group() -> argparse.ArgumentParser:
                                                                   "index's recorded encoder config is the default).")
     dense.add_argument("--index", required=True, help="FAISS index dir ('index' + 'docid'; flat, HNSW or ME-BERT)")
     add_encoder_options(dense)
+    add_query_backend_options(dense)
     dense.add_argument("--ef-search", type=int, default=None,
                        help="HNSW search beam width (default: the one stored with the index, raised to the rows "
                             "asked for)")
+    dense.add_argument("--mmap", action="store_true",
+                       help="map the index from disk while searching instead of loading it (see the search command)")
     return dense
 
 
@@ -72,5 +76,6 @@ def hybrid_from_groups(dense: argparse.Namespace, sparse: argparse.Namespace,
     """The searcher the ``dense`` and ``sparse`` groups describe (``max_passage_delimiter``: MaxP on each side)."""
     return build_hybrid(dense.index, dense.encoder, sparse.index, bm25=(sparse.k1, sparse.b), language=sparse.language,
                         family=dense.family, device=dense.device, ef_search=dense.ef_search,
-                        batch_size=dense.batch_size, max_passage_delimiter=max_passage_delimiter,
+                        batch_size=dense.batch_size, mmap=dense.mmap, backend=dense.backend,
+                        precision=dense.precision, max_passage_delimiter=max_passage_delimiter,
                         **encoder_overrides(dense))
