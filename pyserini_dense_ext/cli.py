@@ -118,6 +118,19 @@ def parse_groups(parsers: dict[str, argparse.ArgumentParser], argv: Sequence[str
     return {g: parsers[g].parse_args(parts[g]) if g in parts else None for g in groups}
 
 
+def add_max_passage_options(parser: argparse.ArgumentParser) -> None:
+    """Pyserini's MaxP flags (``pyserini.search.faiss``, ``.lucene``, ``.hybrid``), same names and defaults."""
+    from .search.maxp import DELIMITER, MAX_PASSAGE_HITS
+
+    parser.add_argument("--max-passage", action="store_true",
+                        help="rank documents by their best passage: hits docid#k count once, as docid, at their "
+                             "first (best) passage's score (an index built with --passages)")
+    parser.add_argument("--max-passage-hits", type=int, default=MAX_PASSAGE_HITS, metavar="N",
+                        help=f"documents per query with --max-passage (default {MAX_PASSAGE_HITS}, as Pyserini)")
+    parser.add_argument("--max-passage-delimiter", default=DELIMITER, metavar="STR",
+                        help=f"what separates a docid from its passage number (default {DELIMITER!r})")
+
+
 def add_fusion_options(parser: argparse.ArgumentParser, with_method: bool = True) -> None:
     """Method choice and its parameters (see ``pyserini_dense_ext.fusion.METHODS``)."""
     from .fusion import METHODS, NORMALIZATIONS, PREDICTORS
@@ -207,6 +220,7 @@ tune = _entry("pyserini_dense_ext.tune")
 evaluate = _entry("pyserini_dense_ext.eval.__main__")
 merge = _entry("pyserini_dense_ext.index.merge")
 index_lucene = _entry("pyserini_dense_ext.index.lucene")
+expand = _entry("pyserini_dense_ext.expand.__main__")
 onnx_export = _entry("pyserini_dense_ext.onnx.export")
 launch = _entry("pyserini_dense_ext.launch")
 quickstart = _entry("pyserini_dense_ext.quickstart")

@@ -4,9 +4,10 @@ On the embedded default (the Cranfield collection shipped in the package, and th
 all-MiniLM-L6-v2 checkpoint from the ``demo`` extra) it builds a Lucene BM25 index and a dense
 FAISS index, searches both, fuses them, writes TREC runs, evaluates them and prints a table.
 Any BEIR-layout folder (``--data``) and any local model dir, or a query and a document ONNX
-export (``--encoder``), can replace the defaults. Re-running reuses the indexes it built, but
-only for the same documents, model and options (recorded as content fingerprints); an output
-dir holding indexes of anything else is refused (``--output`` elsewhere, or ``--overwrite``).
+export (``--encoder``), can replace the defaults; ``--expansions`` makes the BM25 side
+docT5query-expanded. Re-running reuses the indexes it built, but only for the same documents,
+model and options (recorded as content fingerprints; for BM25 also the same expansions); an
+output dir holding indexes of anything else is refused (``--output`` elsewhere, or ``--overwrite``).
 """
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ import pyserini_dense_ext  # noqa: F401  (Java/offline set-up before Pyserini lo
 from .cli import add_encoder_options, encoder_overrides, run_cli
 from .encoders.presets import MINILM, minilm_dir
 from .fusion import DEFAULT_METHOD, METHODS
+from .io.expansions import FORMATS as EXPANSION_FORMATS
 
 EMBEDDED_DATA = Path(__file__).parent / "data" / "cranfield"
 METRICS = ("ndcg@10", "mrr@10", "recall@100", "recall@1000", "map")
@@ -27,6 +29,7 @@ EXAMPLE = """examples:
   python -m pyserini_dense_ext.quickstart                                   # Cranfield, MiniLM
   python -m pyserini_dense_ext.quickstart --data ../shared/data/scifact --output quickstart-scifact
   python -m pyserini_dense_ext.quickstart --encoder exports/q.onnx exports/d.onnx --output quickstart-onnx
+  python -m pyserini_dense_ext.quickstart --expansions runs/cranfield.d2q.jsonl --copies 20 --output quickstart-d2q
 """
 
 
@@ -53,6 +56,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--fusion", choices=sorted(METHODS), default=DEFAULT_METHOD,
                    help=f"fusion method for the hybrid run (default {DEFAULT_METHOD}: needs no judged queries, "
                         "see docs/fusion_default.md)")
+    p.add_argument("--expansions", nargs="+", metavar="FILE", default=[],
+                   help="docT5query predictions for the corpus (python -m pyserini_dense_ext.expand): BM25 indexes "
+                        "each document's text followed by its predictions")
+    p.add_argument("--expansions-format", choices=EXPANSION_FORMATS, default="jsonl",
+                   help="jsonl (ours, {id, predicted_queries}) or lines (docTTTTTquery's released text files)")
+    p.add_argument("--copies", type=int, default=None, metavar="N",
+                   help="append the first N predictions of each document (default: all)")
     add_encoder_options(p, encoder_default="all-MiniLM-L6-v2 from the demo extra")
     for action in p._actions:  # one model dir for both sides, or one ONNX export per side
         if action.dest == "encoder":
@@ -116,13 +126,15 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if min(args.hits, args.threads, args.batch_size) < 1:
         parser.error("--hits, --threads and --batch-size must be positive")
+    if args.copies is not None and not args.expansions:
+        parser.error("--copies needs --expansions")
     from . import pyserini_compat as compat
     from .encoders import DenseQueryEncoder
     from .eval.metrics import evaluate
     from .fusion import fuse
     from .index import reuse_problems
     from .index.encode import encode_corpus
-    from .index.lucene import build_lucene_index, lucene_reuse_problems
+    from .index.lucene import build_lucene_index, lucene_reuse_problems, prepare_docs
     from .io import read_corpus, read_qrels, read_topics, write_run
     from .io.fingerprint import docs_fingerprint, encoder_fingerprint
     from .search import DenseSearcher
@@ -140,7 +152,9 @@ def main(argv: list[str] | None = None) -> int:
     corpus = docs_fingerprint(docs)
     encoder_id = encoder_fingerprint(doc_model_path, doc_model.config.to_dict())
     bm25_dir, dense_dir = out / "bm25-index", out / "dense-index"
-    checks = {bm25_dir: lambda: lucene_reuse_problems(bm25_dir, corpus),
+    bm25_docs, record = prepare_docs(docs, args.data / "corpus.jsonl", args.expansions, args.expansions_format,
+                                     args.copies, progress=False)
+    checks = {bm25_dir: lambda: lucene_reuse_problems(bm25_dir, corpus, expansions=record.expansions),
               dense_dir: lambda: reuse_problems(dense_dir, corpus, encoder_id, "flat")}
     stale = {path: check() for path, check in checks.items() if path.exists()}
     stale = {path: problems for path, problems in stale.items() if problems}
@@ -149,11 +163,12 @@ def main(argv: list[str] | None = None) -> int:
         raise ValueError(f"{out} holds indexes that were not built from {args.data} with this encoder ({reasons}); "
                          "pass --output DIR to keep them, or --overwrite to rebuild them")
 
-    step(2, "BM25 index (Lucene, title + text as contents)")
+    step(2, "BM25 index (Lucene, title + text" + (" + docT5query predictions" if args.expansions else "")
+         + " as contents)")
     if bm25_dir.exists() and bm25_dir not in stale:
-        print(f"      reusing {bm25_dir} (same documents)")
+        print(f"      reusing {bm25_dir} (same documents" + (", same expansions)" if args.expansions else ")"))
     else:
-        build_lucene_index(docs, bm25_dir, threads=args.threads, overwrite=True)
+        build_lucene_index(bm25_docs, bm25_dir, threads=args.threads, overwrite=True, record=record)
 
     step(3, "dense index (FAISS flat inner product)")
     if dense_dir.exists() and dense_dir not in stale:

@@ -79,6 +79,38 @@ def make_tiny_bert(path: Path, seed: int = 0, hidden: int = 32) -> Path:
     return random_bert(path, WORDS, hidden=hidden, layers=2, seed=seed)
 
 
+def make_tiny_t5(path: Path, seed: int = 0, words: tuple[str, ...] = WORDS) -> Path:
+    """A random 1-layer T5 (a doc2query stand-in) with a word-level tokenizer built here, saved as a local HF dir.
+
+    The output layer is scaled down so a random model's next-token scores are close together and top-k
+    sampling picks many different words (at full scale one token, usually padding, wins every step).
+    """
+    import torch
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors
+    from transformers import PreTrainedTokenizerFast, T5Config, T5ForConditionalGeneration
+
+    vocab = {t: i for i, t in enumerate(dict.fromkeys(["<pad>", "</s>", "<unk>", *words]))}
+    backend = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
+    backend.pre_tokenizer = pre_tokenizers.Whitespace()
+    backend.decoder = decoders.WordPiece()  # joins words with spaces
+    backend.post_processor = processors.TemplateProcessing(single="$A </s>", special_tokens=[("</s>", 1)])
+    PreTrainedTokenizerFast(tokenizer_object=backend, pad_token="<pad>", eos_token="</s>",
+                            unk_token="<unk>").save_pretrained(path)
+    torch.manual_seed(seed)
+    config = T5Config(vocab_size=len(vocab), d_model=16, d_kv=8, d_ff=32, num_layers=1, num_heads=2,
+                      tie_word_embeddings=False, decoder_start_token_id=0, pad_token_id=0, eos_token_id=1)
+    model = T5ForConditionalGeneration(config).eval()
+    with torch.no_grad():
+        model.lm_head.weight.mul_(0.05)
+    model.save_pretrained(path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_t5(tmp_path_factory) -> Path:
+    return make_tiny_t5(tmp_path_factory.mktemp("tiny-t5"))
+
+
 @pytest.fixture(scope="session")
 def tiny_bert(tmp_path_factory) -> Path:
     """A plain HF dir (no dense_ext.json): the family must be named by the caller."""
@@ -121,6 +153,11 @@ def crash_on_call(obj: Any, name: str, n: int, error: type[BaseException] = Keyb
             setattr(obj, name, real)
         else:
             delattr(obj, name)
+
+
+def one_error_line(stderr: str) -> bool:
+    """A CLI's bad-input report: one ``error: ...`` line and no traceback (model-loading bars may precede it)."""
+    return "Traceback" not in stderr and sum(line.startswith("error: ") for line in stderr.splitlines()) == 1
 
 
 def write_jsonl(path: Path, rows: list[dict]) -> Path:

@@ -103,7 +103,7 @@ def test_resume_refuses_chunks_of_other_texts_under_the_same_docids(tiny_family_
     with crash_on_call(model, "encode", 2), pytest.raises(KeyboardInterrupt):
         encode_corpus(DOCS, model, tmp_path / "idx", {"model": "x"}, chunk_size=2, progress=False)
     edited = [dataclasses.replace(DOCS[0], text="another text"), *DOCS[1:]]
-    with pytest.raises(ValueError, match="partial encoding made with other arguments or another corpus"):
+    with pytest.raises(ValueError, match="partial run made with other arguments or another corpus"):
         encode_corpus(edited, model, tmp_path / "idx", {"model": "x"}, chunk_size=2, progress=False)
     assert partial_dir(tmp_path / "idx").exists()
 

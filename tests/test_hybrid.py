@@ -519,3 +519,17 @@ def test_reranker_takes_lucene_hits(indexes):
             row = dense.docids.index(hit.docid)
             assert abs(hit.score - float(vectors[i] @ dense.index.reconstruct(row))) < 1e-5
         assert [h.score for h in reranked[qid]] == sorted((h.score for h in reranked[qid]), reverse=True)
+
+
+def test_rerank_group_with_max_passage_needs_a_document_index(indexes, tmp_path):
+    """MaxP fuses documents, but the dense group's index holds passages: reranking against it is refused
+    before anything is searched, and nothing is written."""
+    from pyserini_dense_ext.search.hybrid.__main__ import main
+
+    topics = tmp_path / "topics.tsv"
+    topics.write_text("q0\tgene\n")
+    out = tmp_path / "run.trec"
+    with pytest.raises(ValueError, match="give rerank --index a document-level index"):
+        main(cli_groups(indexes, tmp_path, "run", "--topics", str(topics), "--output", str(out), "--max-passage",
+                        "--quiet", "rerank", "--encoder", str(indexes["models"]["repbert"])))
+    assert not out.exists()

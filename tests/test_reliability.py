@@ -350,13 +350,13 @@ def interrupted_after(chunks: int, models, corpus, out: Path) -> None:
 
 def run_on_ray(ray_cluster, models, corpus, out: Path, monkeypatch) -> tuple[list[str], list[int]]:
     """``encode ... --ray --ray-workers 2``; returns the worker log lines and the chunks the driver saved."""
-    import pyserini_dense_ext.index.distributed as distributed
+    import pyserini_dense_ext.index.encode as encoding
     from pyserini_dense_ext.encoders.base import DenseModel
 
     def not_here(*args, **kwargs):
         raise AssertionError("a chunk was encoded in the driver: --ray was not used")
 
-    saved, real_save = [], distributed.save_chunk
+    saved, real_save = [], encoding.save_chunk
 
     def counting_save(path, vectors):
         saved.append(int(path.name.split("-")[1].split(".")[0]))
@@ -365,7 +365,7 @@ def run_on_ray(ray_cluster, models, corpus, out: Path, monkeypatch) -> tuple[lis
     log = ray_cluster.control / "encoded.log"
     log.unlink(missing_ok=True)
     monkeypatch.setattr(DenseModel, "encode", not_here)
-    monkeypatch.setattr(distributed, "save_chunk", counting_save)
+    monkeypatch.setattr(encoding, "save_chunk", counting_save)  # what the driver saves each chunk with
     args = encode_args(corpus, models["repbert"], out, encoder=["--ray", "--ray-workers", "2"])
     assert encode_main(args) == 0
     assert ray_cluster.is_initialized()  # it joined the running instance and left it running

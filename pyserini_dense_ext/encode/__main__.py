@@ -24,6 +24,13 @@ EXAMPLE = """example:
     input   --corpus ../shared/data/scifact/corpus.jsonl \\
     encoder --encoder MODEL_DIR --family repbert --pooling mean --l2-norm --doc-segment-id 0 \\
     output  --index indexes/scifact-minilm --index-type flat
+
+long documents as passages of 64 tokens sharing 32, the title before each (rows docid#k; search them with
+python -m pyserini_dense_ext.search ... --max-passage):
+  python -m pyserini_dense_ext.encode \\
+    input   --corpus ../shared/data/scifact/corpus.jsonl --passages 64 32 --title-prefix \\
+    encoder --encoder MODEL_DIR --family repbert --pooling mean --l2-norm --doc-segment-id 0 \\
+    output  --index indexes/scifact-minilm-maxp
 """
 
 
@@ -41,6 +48,12 @@ def parsers() -> dict[str, argparse.ArgumentParser]:
                      help="an empty document is an error (default), is skipped, or is kept and encoded as is")
     inp.add_argument("--shard-id", type=int, default=0, help="0-based shard to encode (default 0)")
     inp.add_argument("--shard-num", type=int, default=1, help="number of shards (default 1)")
+    inp.add_argument("--passages", type=int, nargs=2, metavar=("LEN", "STRIDE"), default=None,
+                     help="index each document as passages docid#k of whole words holding at most LEN of the "
+                          "encoder's tokens, consecutive passages sharing at most STRIDE tokens (shards split "
+                          "documents, never a document's passages)")
+    inp.add_argument("--title-prefix", action="store_true",
+                     help="with --passages: put the title before every passage (else it starts passage 0)")
     enc = argparse.ArgumentParser(prog="... encoder", description="Which model and how to use it.")
     add_encoder_options(enc)
     add_ray_options(enc)
@@ -78,12 +91,19 @@ def run(inp: argparse.Namespace, enc: argparse.Namespace, out: argparse.Namespac
 
 def _encode(inp: argparse.Namespace, enc: argparse.Namespace, out: argparse.Namespace) -> int:
     from ..encoders import load_document_encoder
-    from ..index.encode import encode_corpus, shard_slice
-    from ..io.corpus import CorpusStream
+    from ..index.encode import DocumentEncoderLoader, encode_corpus, shard_slice
+    from ..index.passages import PassageSpec, split_for_encoder
+    from ..io.corpus import CorpusStream, DocSource
     from ..io.errors import InputError
     from ..io.fingerprint import encoder_fingerprint
 
-    docs = CorpusStream(inp.corpus, empty=inp.empty, progress=not out.quiet)
+    if inp.title_prefix and inp.passages is None:
+        raise ValueError("--title-prefix needs --passages LEN STRIDE")
+    # a bad window (stride >= LEN, LEN past the model) is refused here too, before any reading
+    spec = None if inp.passages is None else PassageSpec(*inp.passages, title_prefix=inp.title_prefix,
+                                                         tokens=str(enc.encoder))
+    docs = CorpusStream(inp.corpus, empty=inp.empty, progress=not out.quiet,
+                        separator=spec.separator if spec else None)
     shard = shard_slice(docs.total, inp.shard_id, inp.shard_num)
     docs.shard(shard.start, shard.stop)
     if not len(docs):
@@ -97,10 +117,17 @@ def _encode(inp: argparse.Namespace, enc: argparse.Namespace, out: argparse.Name
     encoder_id = encoder_fingerprint(enc.encoder, model.config.to_dict())
     index_options = {"hnsw": dict(hnsw_m=out.hnsw_m, ef_construction=out.ef_construction, ef_search=out.ef_search),
                      "pq": dict(pq_m=out.pq_m)}.get(out.index_type, {})
-    path = encode_corpus(docs, model, out.index, encoder_id, out.index_type, out.chunk_size, enc.batch_size,
+    # the index's corpus is the documents before the split (a hybrid's BM25 side matches it)
+    corpus = None if spec is None else docs.corpus_fingerprint()
+    # passages are streamed, split as the documents are read
+    rows: DocSource = docs if spec is None else split_for_encoder(docs, spec, model, progress=not out.quiet)
+    loader = DocumentEncoderLoader(str(enc.encoder), enc.family, encoder_overrides(enc), enc.batch_size)
+    path = encode_corpus(rows, model, out.index, encoder_id, out.index_type, out.chunk_size, enc.batch_size,
                          out.overwrite, progress=not out.quiet, shard_id=inp.shard_id, shard_num=inp.shard_num,
-                         ray=ray, **index_options)
-    print(f"wrote {path} ({len(docs)} documents, {model.dim} dims)")
+                         ray=ray, ray_loader=loader if ray else None, passages=spec, corpus=corpus,
+                         **index_options)
+    what = f"{len(docs)} documents" + (f" as {len(rows)} passages" if spec else "")
+    print(f"wrote {path} ({what}, {model.dim} dims)")
     return 0
 
 

@@ -3,8 +3,9 @@
 Pyserini's ``FaissSearcher`` opens these dirs as they are. ME-BERT dirs hold m rows per
 document, so their ``docid`` file names each document m times (the row-to-docid map); our
 ``dense_ext_index.json`` records that, the encoder that made the vectors, a fingerprint of the
-documents (:mod:`~pyserini_dense_ext.io.fingerprint`) and the options the index was built with,
-so a dir is reused only for the corpus, model and options it was made from. Dirs are written
+documents (:mod:`~pyserini_dense_ext.io.fingerprint`), the options the index was built with and,
+for an index of passages (``docid#k``, :mod:`.passages`), how the documents were split, so a dir
+is reused only for the corpus, model and options it was made from. Dirs are written
 to a temporary sibling and renamed into place, so a reader never sees a half-written index.
 """
 from __future__ import annotations
@@ -45,8 +46,9 @@ class IndexMeta:
     encoder: dict[str, Any] = field(default_factory=dict)  # the EncoderConfig that made the vectors
     shard_id: int = 0  # which contiguous slice of the corpus (``--shard-id/--shard-num``), so merges keep its order
     shard_num: int = 1
-    corpus: str | None = None  # docs_fingerprint of the documents indexed (None: not recorded)
+    corpus: str | None = None  # docs_fingerprint of the documents (before any passage split; None: not recorded)
     index_options: dict[str, Any] = field(default_factory=dict)  # how the FAISS index was built (index_options())
+    passages: dict[str, Any] | None = None  # rows are passages docid#k: how documents were split (PassageSpec)
 
     def save(self, directory: Path) -> None:
         (directory / META_FILE).write_text(json.dumps(dataclasses.asdict(self), indent=2, sort_keys=True) + "\n")
@@ -70,6 +72,8 @@ class IndexMeta:
             raise InputError(path, "needs a string index_type and an encoder object", field="encoder")
         if not (meta.corpus is None or isinstance(meta.corpus, str)) or not isinstance(meta.index_options, dict):
             raise InputError(path, "needs a string (or null) corpus and an index_options object", field="corpus")
+        if meta.passages is not None and not isinstance(meta.passages, dict):
+            raise InputError(path, "must be an object (how documents were split) or null", field="passages")
         return meta
 
 
@@ -245,11 +249,12 @@ def _write_dir(out_dir: str | Path, write_index: Callable[[Path], dict[str, Any]
 
 
 def reuse_problems(index_dir: str | Path, corpus: str, encoder: dict[str, Any], index_type: str = "flat",
-                   **options: Any) -> list[str]:
+                   passages: dict[str, Any] | None = None, **options: Any) -> list[str]:
     """Why the index dir at ``index_dir`` is not the one these arguments would build (empty: reuse it).
 
     ``corpus`` is the documents' fingerprint, ``encoder`` the encoder fingerprint
-    (:func:`~pyserini_dense_ext.io.fingerprint.encoder_fingerprint`), ``options`` build options such as hnsw_m.
+    (:func:`~pyserini_dense_ext.io.fingerprint.encoder_fingerprint`), ``passages`` how documents are split
+    (``PassageSpec.to_dict()``, None: whole documents), ``options`` build options such as hnsw_m.
     """
     meta = IndexMeta.load(Path(index_dir))
     if meta is None:
@@ -262,6 +267,8 @@ def reuse_problems(index_dir: str | Path, corpus: str, encoder: dict[str, Any], 
         problems.append(f"another encoder made it (differs in {', '.join(changed)})")
     if meta.index_type != index_type:
         problems.append(f"it is a {meta.index_type} index, not {index_type}")
+    if meta.passages != passages:
+        problems.append("it holds other passages" if passages else "it holds passages, not whole documents")
     changed = differences(meta.index_options, options)
     if changed:
         problems.append(f"it was built with other options ({', '.join(changed)})")

@@ -77,13 +77,14 @@ def order_shards(items: Sequence[tuple[Path, IndexMeta, bool]]) -> list[int]:
 
 
 def check_compatible(items: Sequence[tuple[Path, IndexMeta, int]], row_docids: Sequence[Sequence[str]]) -> None:
-    """Same dimension, encoder, rows per document and inner-product metric; no docid in two shards."""
+    """Same dimension, encoder, rows per document, passage split and inner-product metric; no docid in two
+    shards."""
     first_path, first, _ = items[0]
     for path, meta, metric in items:
         if metric != faiss.METRIC_INNER_PRODUCT:
             raise InputError(path / INDEX_FILE, "is not an inner-product index (Pyserini and this package search by "
                                                 "inner product)", field="metric")
-        for name in ("dim", "rows_per_doc"):
+        for name in ("dim", "rows_per_doc", "passages"):
             if getattr(meta, name) != getattr(first, name):
                 raise InputError(path / META_FILE, f"has {name}={getattr(meta, name)} but {first_path} has "
                                                    f"{getattr(first, name)}", field=name)
@@ -145,7 +146,7 @@ def _merge(shard_dirs: Sequence[str | Path], out: Path, index_type: str, overwri
     corpora = [s.meta.corpus for s in shards]
     meta = IndexMeta(dim=first.dim, num_rows=len(vectors), num_docs=sum(s.meta.num_docs for s in shards),
                      rows_per_doc=first.rows_per_doc, index_type=index_type, encoder=first.encoder,
-                     corpus=combine_fingerprints(corpora) if None not in corpora else None)
+                     corpus=combine_fingerprints(corpora) if None not in corpora else None, passages=first.passages)
     return write_index_dir(out, index, row_docids, meta, overwrite=overwrite)
 
 

@@ -123,30 +123,40 @@ def parse_doc(obj: dict, path: Path, lineno: int, empty: str = "error") -> Doc |
     return Doc(docid, text, title)
 
 
-def iter_docs(path: str | Path, empty: str = "error") -> Iterator[tuple[Path, int, Doc]]:
-    """(file, line, document) for every document, in corpus order, each validated as it is read."""
+def iter_docs(path: str | Path, empty: str = "error", separator: str | None = None) -> Iterator[tuple[Path, int, Doc]]:
+    """(file, line, document) for every document, in corpus order, each validated as it is read.
+
+    ``separator``: a docid holding it is an error (documents about to be split into passages
+    ``docid<separator>k``).
+    """
     if empty not in EMPTY_POLICIES:
         raise ValueError(f"empty must be one of {EMPTY_POLICIES}, got {empty!r}")
     for file in corpus_files(path):
         for lineno, obj in read_jsonl(file):
             doc = parse_doc(obj, file, lineno, empty)
-            if doc is not None:
-                yield file, lineno, doc
+            if doc is None:
+                continue
+            if separator and separator in doc.docid:
+                raise InputError(file, f"docid {doc.docid!r} contains {separator!r}, which separates a docid from its "
+                                       f"passage number (docid{separator}k) and where MaxP cuts: rename the "
+                                       "document", lineno, next(f for f in ID_FIELDS if f in obj))
+            yield file, lineno, doc
 
 
 def _duplicate_error(first: tuple[Path, int], file: Path, lineno: int, docid: str) -> InputError:
     return InputError(file, f"duplicate docid {docid!r} (first seen in {first[0]}, line {first[1]})", lineno, "id")
 
 
-def read_corpus(path: str | Path, empty: str = "error") -> list[Doc]:
+def read_corpus(path: str | Path, empty: str = "error", separator: str | None = None) -> list[Doc]:
     """All documents of a corpus, validated; duplicate docids are an error (they would corrupt runs).
 
     ``empty`` says what an empty document is: an error (default), skipped, or kept (it still gets a
-    vector and a BM25 entry; Cranfield has two such documents).
+    vector and a BM25 entry; Cranfield has two such documents). ``separator``: a docid holding it is an
+    error (documents about to be split into passages ``docid<separator>k``).
     """
     docs: list[Doc] = []
     seen: dict[str, tuple[Path, int]] = {}
-    for file, lineno, doc in iter_docs(path, empty):
+    for file, lineno, doc in iter_docs(path, empty, separator):
         if doc.docid in seen:
             raise _duplicate_error(seen[doc.docid], file, lineno, doc.docid)
         seen[doc.docid] = (file, lineno)
@@ -201,20 +211,26 @@ class DocList:
         return docs_fingerprint(self.items)
 
 
+def as_source(docs: Sequence[Doc] | DocSource) -> DocSource:
+    """``docs`` as a :class:`DocSource`: a list wrapped in a :class:`DocList`, a source as it is."""
+    return docs if hasattr(docs, "fingerprint") else DocList(docs)  # type: ignore[return-value,arg-type]
+
+
 class CorpusStream:
     """A corpus validated in full, then read chunk by chunk: constant memory (see the module docstring).
 
     ``shard`` (start, stop) restricts the documents read to a contiguous range of the corpus; the
-    whole corpus is validated either way.
+    whole corpus is validated either way. ``separator``: a docid holding it is an error (as in
+    :func:`read_corpus`).
     """
 
-    def __init__(self, path: str | Path, empty: str = "error", progress: bool = False):
+    def __init__(self, path: str | Path, empty: str = "error", progress: bool = False, separator: str | None = None):
         from ..progress import progress_bar
 
         self.path, self.empty = Path(path), empty
         hashes = array("Q")
         with progress_bar(None, "validating corpus", "doc", progress) as bar:
-            for _, _, doc in iter_docs(path, empty):
+            for _, _, doc in iter_docs(path, empty, separator):
                 hashes.append(docid_hash(doc.docid))
                 bar.update()
         if not hashes:

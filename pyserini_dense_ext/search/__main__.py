@@ -10,13 +10,19 @@ import time
 
 import pyserini_dense_ext  # noqa: F401  (Java/offline set-up before Pyserini loads)
 
-from ..cli import add_encoder_options, add_query_backend_options, add_run_output_options, encoder_overrides, run_cli
+from ..cli import (add_encoder_options, add_max_passage_options, add_query_backend_options, add_run_output_options,
+                   encoder_overrides, run_cli)
 
 EXAMPLE = """example (MODEL_DIR is all-MiniLM-L6-v2, a plain Hugging Face dir, so its recipe is given as flags):
   python -m pyserini_dense_ext.search --index indexes/scifact-minilm --encoder MODEL_DIR \\
     --family repbert --pooling mean --l2-norm --query-max-length 256 --doc-segment-id 0 \\
     --topics ../shared/data/scifact/queries.jsonl --qids-from ../shared/data/scifact/qrels/test.tsv \\
     --output runs/scifact.dense.trec --hits 1000
+
+an index of passages (encode ... --passages 64 32), documents ranked by their best passage:
+  python -m pyserini_dense_ext.search --index indexes/scifact-minilm-maxp --encoder MODEL_DIR \\
+    --topics ../shared/data/scifact/queries.jsonl --qids-from ../shared/data/scifact/qrels/test.tsv \\
+    --output runs/scifact.maxp.trec --hits 10000 --max-passage --max-passage-hits 1000
 """
 
 
@@ -34,7 +40,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--qids-from", metavar="QRELS", default=None,
                    help="search only the queries judged in this qrels file (a BEIR split, say)")
     p.add_argument("--hits", type=int, default=1000,
-                   help="documents per query (default 1000; more than the index holds gives all of them)")
+                   help="documents per query, or passages searched with --max-passage (default 1000; more than "
+                        "the index holds gives all of them)")
+    add_max_passage_options(p)
     p.add_argument("--threads", type=int, default=None, help="FAISS threads (default: all cores)")
     p.add_argument("--ef-search", type=int, default=None,
                    help="HNSW search beam width (default: the one stored with the index, raised to the rows "
@@ -52,6 +60,7 @@ def main(argv: list[str] | None = None) -> int:
     from ..io.runs import write_run
     from ..io.topics import read_topics
     from .dense import DenseSearcher
+    from .maxp import max_passage_run, warn_unless_max_passage
     from .shards import ShardedSearcher
 
     qids = set(read_qrels(args.qids_from)) if args.qids_from else None
@@ -60,8 +69,11 @@ def main(argv: list[str] | None = None) -> int:
     searcher = searcher_cls(index, args.encoder, family=args.family, device=args.device, ef_search=args.ef_search,
                             batch_size=args.batch_size, mmap=args.mmap, backend=args.backend,
                             precision=args.precision, **encoder_overrides(args))
+    warn_unless_max_passage(args.max_passage, searcher, args.index)
     start = time.perf_counter()
     run = searcher.search_run(topics, k=args.hits, threads=args.threads, progress=not args.quiet)
+    if args.max_passage:
+        run = max_passage_run(run, args.max_passage_hits, args.max_passage_delimiter)
     elapsed = time.perf_counter() - start
     write_run(args.output, run, tag=args.run_tag, fmt=args.output_format)
     print(f"wrote {args.output}: {len(run)} queries, {len(run) / elapsed:.1f} queries/s")

@@ -161,6 +161,11 @@ class DenseSearcher:
         return int(self.index.d)
 
     @property
+    def passages(self) -> dict[str, Any] | None:
+        """How documents were split when the rows are passages ``docid#k`` (see ``search.maxp``), else None."""
+        return self.meta.passages
+
+    @property
     def num_docs(self) -> int:
         return len(self.docids)
 

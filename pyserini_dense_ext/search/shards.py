@@ -59,6 +59,10 @@ class ShardedSearcher:
         corpora = [s.corpus for s in self.shards]
         return None if None in corpora else combine_fingerprints(corpora)
 
+    @property
+    def passages(self) -> dict[str, Any] | None:
+        return self.shards[0].passages  # shards share one split (checked)
+
     def encode_queries(self, queries: Sequence[str]) -> np.ndarray:
         return self.shards[0].encode_queries(queries)
 

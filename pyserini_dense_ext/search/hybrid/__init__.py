@@ -31,6 +31,7 @@ from ...io.errors import InputError
 from ...io.runs import Run
 from ...progress import progress_bar
 from ...pyserini_compat import DenseSearchResult
+from ..maxp import max_passage
 from ..results import gc_paused, hit_list
 from .sources import BatchSearcher, HitSource, dense_source
 from .sparse import sparse_source
@@ -80,15 +81,18 @@ def fusion_params(fusion: str, alpha: float | None = None, normalization: bool |
 
 def check_same_documents(dense_searcher: Any, sparse_searcher: Any) -> None:
     """Refuse a dense and a sparse index of different collections, where both record a corpus fingerprint
-    (our index dirs and our Lucene builds do): their fusion would silently mix two collections."""
-    from ...index.lucene import META_FILE, read_lucene_meta
+    (our index dirs and our Lucene builds do): their fusion would silently mix two collections.
+
+    Both record the documents before any passage split or docT5query expansion, so a dense index of
+    documents and an expanded or split BM25 index of the same collection pass."""
+    from ...index.lucene import META_FILE, LuceneRecord
 
     dense_corpus = getattr(dense_searcher, "corpus", None)
     sparse_dir = getattr(sparse_searcher, "index_dir", None)
     if dense_corpus is None or not isinstance(sparse_dir, (str, Path)):
         return
-    sparse_meta = read_lucene_meta(sparse_dir)
-    if sparse_meta is not None and sparse_meta["corpus"] != dense_corpus:
+    record = LuceneRecord.of(sparse_dir)
+    if record is not None and record.corpus is not None and record.corpus != dense_corpus:
         raise InputError(Path(sparse_dir) / META_FILE, "indexes other documents than the dense index "
                                                        f"{getattr(dense_searcher, 'index_dir', '')} (their corpus "
                                                        "fingerprints differ): build both from one corpus",
@@ -96,12 +100,23 @@ def check_same_documents(dense_searcher: Any, sparse_searcher: Any) -> None:
 
 
 class HybridSearcher:
-    """Fuse a dense searcher's and a sparse searcher's top-k0 lists per query (sparse first, dense second)."""
+    """Fuse a dense searcher's and a sparse searcher's top-k0 lists per query (sparse first, dense second).
 
-    def __init__(self, dense_searcher: BatchSearcher, sparse_searcher: BatchSearcher):
+    With ``max_passage_delimiter`` (indexes of passages ``docid#k``, built with ``--passages``) each
+    side's k0 passages are first folded into documents by their best passage (MaxP, with Pyserini's
+    ``--max-passage`` rule, :mod:`~pyserini_dense_ext.search.maxp`), so the fusion and its k results
+    are documents, and a document gets its best dense and its best BM25 passage whichever passages
+    they are. (Pyserini's hybrid instead fuses passage lists and folds the fused list.)
+    """
+
+    def __init__(self, dense_searcher: BatchSearcher, sparse_searcher: BatchSearcher,
+                 max_passage_delimiter: str | None = None):
+        if max_passage_delimiter is not None and not max_passage_delimiter:
+            raise ValueError("the max-passage delimiter must not be empty")
         check_same_documents(dense_searcher, sparse_searcher)
         self.dense_searcher = dense_searcher
         self.sparse_searcher = sparse_searcher
+        self.max_passage_delimiter = max_passage_delimiter
         # Each side adapted once to the array interface (see .sources): no per-call checks of what it is.
         self._dense: HitSource = dense_source(dense_searcher)
         self._sparse: HitSource = sparse_source(sparse_searcher)
@@ -114,19 +129,25 @@ class HybridSearcher:
         self.timings[name] = self.timings.get(name, 0.0) + now - start
         return now
 
+    def _documents(self, hits: list[Hits]) -> list[Hits]:
+        """Passages folded into documents by their best passage, when the sides hold passages."""
+        if self.max_passage_delimiter is None:
+            return hits
+        return [max_passage(docids, scores, None, self.max_passage_delimiter) for docids, scores in hits]
+
     def dense_hits(self, queries: Sequence[str], k0: int, threads: int = 1) -> list[Hits]:
-        """Top-k0 (docids, scores) per query from the dense side."""
+        """Top-k0 (docids, scores) per query from the dense side (with MaxP: the documents of its top-k0 passages)."""
         start = time.perf_counter()
         encoded = self._dense.encode(queries)
         start = self._tick("encode", start)
-        out = self._dense.hits(encoded, k0, threads)
+        out = self._documents(self._dense.hits(encoded, k0, threads))
         self._tick("dense", start)
         return out
 
     def sparse_hits(self, queries: Sequence[str], k0: int, threads: int = 1) -> list[Hits]:
-        """Top-k0 (docids, scores) per query from the sparse side."""
+        """Top-k0 (docids, scores) per query from the sparse side (with MaxP: the documents of its top-k0 passages)."""
         start = time.perf_counter()
-        out = self._sparse.hits(self._sparse.encode(queries), k0, threads)
+        out = self._documents(self._sparse.hits(self._sparse.encode(queries), k0, threads))
         self._tick("sparse", start)
         return out
 
@@ -246,8 +267,10 @@ def _as_run(qids: Sequence[str], fused: Sequence[Hits]) -> Run:
 def build_hybrid(dense_index: str | Path, encoder: str | Path, sparse_index: str | Path, *,
                  bm25: tuple[float, float] = (0.9, 0.4), language: str = "en", family: str | None = None,
                  device: str = "cpu", ef_search: int | None = None, batch_size: int = 64, mmap: bool = False,
-                 backend: str = "auto", precision: str = "fp32", **encoder_overrides: Any) -> HybridSearcher:
-    """A :class:`HybridSearcher` over a FAISS index dir (queries encoded by ``encoder``) and a Lucene index dir."""
+                 backend: str = "auto", precision: str = "fp32", max_passage_delimiter: str | None = None,
+                 **encoder_overrides: Any) -> HybridSearcher:
+    """A :class:`HybridSearcher` over a FAISS index dir (queries encoded by ``encoder``) and a Lucene index dir;
+    ``max_passage_delimiter`` folds passages into documents (MaxP) on each side."""
     from ... import pyserini_compat as compat
     from ...io.errors import InputError
     from .. import DenseSearcher
@@ -261,7 +284,7 @@ def build_hybrid(dense_index: str | Path, encoder: str | Path, sparse_index: str
         lucene.set_language(language)
     dense = DenseSearcher(dense_index, encoder, family=family, device=device, ef_search=ef_search,
                           batch_size=batch_size, mmap=mmap, backend=backend, precision=precision, **encoder_overrides)
-    return HybridSearcher(dense, lucene)
+    return HybridSearcher(dense, lucene, max_passage_delimiter)
 
 
 __all__ = ["METHODS", "HybridSearcher", "Lists", "build_hybrid", "fusion_params", "pyserini_fusion",

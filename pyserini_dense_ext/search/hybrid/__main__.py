@@ -60,7 +60,9 @@ def hybrid_search(dense: argparse.Namespace, sparse: argparse.Namespace, fusion:
                   run: argparse.Namespace, rerank: argparse.Namespace | None = None) -> int:
     from ...io.qrels import read_qrels
     from ...io.runs import write_run
+    from ...index.lucene import LuceneRecord
     from ...io.topics import read_topics
+    from ..maxp import warn_unless_max_passage
 
     from . import unnamed_method
 
@@ -69,13 +71,20 @@ def hybrid_search(dense: argparse.Namespace, sparse: argparse.Namespace, fusion:
     chosen = fusion_from_args(fusion)  # checked once, before anything slow: a wrong flag fails at once
     if min(fusion.hits, run.hits, run.batch_size, run.threads) < 1:
         raise ValueError("--hits, --batch-size and --threads must be positive")
+    if run.max_passage_hits < 1:
+        raise ValueError("--max-passage-hits must be positive")
+    if rerank is not None and rerank.encoder is not None and run.max_passage and rerank.index is None:
+        raise ValueError("with --max-passage the dense index holds passages, but the rerank group scores the fused "
+                         "documents by their stored vectors: give rerank --index a document-level index")
     qids = set(read_qrels(run.qids_from)) if run.qids_from else None
     topics = read_topics(run.topics, qids)
-    hybrid = hybrid_from_groups(dense, sparse)
+    hybrid = hybrid_from_groups(dense, sparse, run.max_passage_delimiter if run.max_passage else None)
+    warn_unless_max_passage(run.max_passage, hybrid.dense_searcher, dense.index)
+    warn_unless_max_passage(run.max_passage, LuceneRecord.of(sparse.index), sparse.index)
     reranker = reranker_from_group(rerank, dense, progress=not run.quiet) if rerank is not None else None
     start = time.perf_counter()
-    fused = hybrid.search_run(topics, k0=fusion.hits, k=run.hits, threads=run.threads, fusion=chosen,
-                              chunk_size=run.batch_size, progress=not run.quiet)
+    fused = hybrid.search_run(topics, k0=fusion.hits, k=run.max_passage_hits if run.max_passage else run.hits,
+                              threads=run.threads, fusion=chosen, chunk_size=run.batch_size, progress=not run.quiet)
     if reranker is not None:
         fused = reranker.rerank_run(topics, fused, rerank.depth, run.hits, progress=not run.quiet)
         hybrid.timings.update({f"rerank {k}": v for k, v in reranker.timings.items()})

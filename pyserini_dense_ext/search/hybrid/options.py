@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import argparse
 
-from ...cli import add_encoder_options, add_fusion_options, add_query_backend_options, encoder_overrides
+from ...cli import (add_encoder_options, add_fusion_options, add_max_passage_options, add_query_backend_options,
+                   encoder_overrides)
 from ...fusion import DEFAULT_METHOD, METHODS
 from ...io.runs import FORMATS
 from ...rerank import Reranker
@@ -55,7 +56,8 @@ def run_group() -> argparse.ArgumentParser:
     run = argparse.ArgumentParser(prog="... run", description="Topics, output and threads.")
     run.add_argument("--topics", required=True, help="queries: Pyserini TSV (qid<TAB>text) or BEIR queries.jsonl")
     run.add_argument("--qids-from", metavar="QRELS", default=None, help="search only the queries judged here")
-    run.add_argument("--hits", type=int, default=1000, help="k: fused hits written per query (default 1000)")
+    run.add_argument("--hits", type=int, default=1000, help="k: fused hits written per query (default 1000; with "
+                                                            "--max-passage, --max-passage-hits)")
     run.add_argument("--output", required=True, help="run file to write (atomically)")
     run.add_argument("--output-format", choices=FORMATS, default="trec", help="run format (default trec)")
     run.add_argument("--run-tag", default=None, help="last column of TREC lines (default hybrid-METHOD)")
@@ -63,6 +65,12 @@ def run_group() -> argparse.ArgumentParser:
     run.add_argument("--batch-size", type=int, default=512, help="queries encoded and searched together "
                                                                   "(default 512)")
     run.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_max_passage_options(run)
+    for action in run._actions:  # each side folds its passages before fusion (HybridSearcher), unlike Pyserini
+        if action.dest == "max_passage":
+            action.help = ("both indexes hold passages docid#k (--passages): each side's fusion --hits passages "
+                           "are folded into documents by their best passage, then fused; --max-passage-hits "
+                           "documents are written")
     return run
 
 
@@ -91,9 +99,11 @@ def reranker_from_group(rerank: argparse.Namespace, dense: argparse.Namespace, p
                     device=rerank.device, batch_size=rerank.batch_size, progress=progress, **encoder_overrides(rerank))
 
 
-def hybrid_from_groups(dense: argparse.Namespace, sparse: argparse.Namespace) -> HybridSearcher:
-    """The searcher the ``dense`` and ``sparse`` groups describe."""
+def hybrid_from_groups(dense: argparse.Namespace, sparse: argparse.Namespace,
+                       max_passage_delimiter: str | None = None) -> HybridSearcher:
+    """The searcher the ``dense`` and ``sparse`` groups describe (``max_passage_delimiter``: MaxP on each side)."""
     return build_hybrid(dense.index, dense.encoder, sparse.index, bm25=(sparse.k1, sparse.b), language=sparse.language,
                         family=dense.family, device=dense.device, ef_search=dense.ef_search,
                         batch_size=dense.batch_size, mmap=dense.mmap, backend=dense.backend,
-                        precision=dense.precision, **encoder_overrides(dense))
+                        precision=dense.precision, max_passage_delimiter=max_passage_delimiter,
+                        **encoder_overrides(dense))
