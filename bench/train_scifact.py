@@ -11,7 +11,7 @@ Stages (each reuses what an earlier run left in bench/output/train/):
    ``eval`` on the 300 test queries (trained dir, no encoder flag) and in a hybrid with BM25 at the
    default fusion (``search.hybrid`` without a fusion group); the ColBERT teacher reranks the top 100
    of BM25 and of the base dense run (``python -m pyserini_dense_ext.rerank --scorer colbert``), each
-   fused with BM25 by the same default (``fusion --method linear``: alpha 0.1, no normalisation).
+   fused with BM25 by the same default (``fusion --method auto``).
 
     python bench/train_scifact.py                       # RepBERT, all stages: bench/output/train_scifact.repbert.json
     python bench/train_scifact.py --recipe colbert --name colbert
@@ -155,7 +155,7 @@ def rerank_stage(data: Path, model: Path, name: str) -> dict[str, dict[str, floa
             str(data / "queries.jsonl"), "--qids-from", str(data / "qrels" / "test.tsv"), "--depth", "100",
             "--output", str(reranked), "--quiet"])
         sh([py, "-m", "pyserini_dense_ext.fusion", "--runs", str(runs / "bm25.test.trec"), str(reranked),
-            "--method", "linear", "--k", "1000", "--output", str(fused)])
+            "--method", "auto", "--k", "1000", "--output", str(fused)])
         out[f"reranks {first} top 100"] = score(data, reranked)
         out[f"reranks {first} top 100, hybrid with BM25"] = score(data, fused)
     return out
