@@ -95,8 +95,9 @@ class Line:
     """One line of a grid table: a label, then per column a row name, several joined by " / ", or literal text."""
 
     label: str
-    cells: tuple[tuple[str, ...] | str, ...]  # row names, or a str: text typed in the YAML (not a row)
-    bold: bool = False
+    cells: tuple[tuple[str, ...] | str, ...]  # row names (ROW:METRIC for another metric), or text typed in the YAML
+    bold: bool = False  # the numbers in bold
+    mean: str | None = None  # text for the mean column (a line whose cells are not all rows)
 
 
 @dataclass(frozen=True)
@@ -112,9 +113,15 @@ class Table:
     lines: tuple[Line, ...] = ()
     metric: str | None = None
     mean: str | None = None  # header of the mean column, when asked
+    label: str | None = None  # header of a grid's label column (default: the metric)
+
+    def cell_refs(self) -> list[tuple[str, str]]:
+        """(row, metric) of every grid cell that names a row."""
+        return [(n.split(":")[0], parse_metric(n.split(":")[1]).name if ":" in n else str(self.metric))
+                for line in self.lines for c in line.cells if not isinstance(c, str) for n in c]
 
     def row_names(self) -> list[str]:
-        return [*self.rows, *(n for line in self.lines for c in line.cells if not isinstance(c, str) for n in c)]
+        return [*self.rows, *(name for name, _ in self.cell_refs())]
 
 
 @dataclass(frozen=True)
@@ -201,7 +208,7 @@ def _mapping(value: Any, path: Path, where: str) -> dict:
 
 ROW_KEYS = {"name", "label", "run", "run_file", "expected", "tolerance", "fast", "seconds", "measured", "same_as",
             "notes", "split"}
-TABLE_KEYS = {"rows", "columns", "lines", "metric", "mean"}
+TABLE_KEYS = {"rows", "columns", "lines", "metric", "mean", "label"}
 FILE_KEYS = {"title", "collection", "split", "fast", "tolerance", "steps", "rows", "tables", "bench", "about"}
 
 
@@ -274,14 +281,16 @@ def read_file(path: Path, matrix: Matrix) -> None:
                                      field=f"tables.{name}.lines[{i}]")
                 lines.append(Line(str(line.get("label", "")), tuple(
                     str(c["text"]) if isinstance(c, dict) and "text" in c
-                    else tuple(map(str, c if isinstance(c, list) else [c])) for c in cells), bool(line.get("bold"))))
+                    else tuple(map(str, c if isinstance(c, list) else [c])) for c in cells), bool(line.get("bold")),
+                    str(line["mean"]["text"]) if isinstance(line.get("mean"), dict) else None))
             columns = {str(c): str(c) for c in columns}
         matrix.tables[name] = Table(name, tuple(table.get("rows", ())),
                                     {str(k): str(v) for k, v in _mapping(columns, path,
                                                                          f"tables.{name}.columns").items()},
                                     tuple(lines), str(parse_metric(str(table["metric"])).name)
                                     if "metric" in table else None,
-                                    str(table["mean"]) if table.get("mean") else None)
+                                    str(table["mean"]) if table.get("mean") else None,
+                                    str(table["label"]) if "label" in table else None)
     for i, b in enumerate(spec.get("bench", []) or []):
         b = _mapping(b, path, f"bench[{i}]")
         where = f"bench.{b.get('name', i)}"
@@ -322,9 +331,9 @@ def check(matrix: Matrix) -> None:
         for name in table.row_names():
             if name not in matrix.rows:
                 raise ValueError(f"table {table.name!r} names no row {name!r}")
-        for name in (n for line in table.lines for c in line.cells if not isinstance(c, str) for n in c):
-            if table.metric not in matrix.rows[name].expected:
-                raise ValueError(f"table {table.name!r}: row {name!r} has no expected {table.metric}")
+        for name, metric in table.cell_refs():
+            if metric not in matrix.rows[name].expected:
+                raise ValueError(f"table {table.name!r}: row {name!r} has no expected {metric}")
 
 
 def load(directory: str | Path = MATRIX_DIR) -> Matrix:

@@ -11,6 +11,7 @@ import re
 from pathlib import Path
 from typing import Sequence
 
+from ..eval.metrics import parse_metric
 from .matrix import ROOT, Bench, Matrix, Table
 from .runner import Result
 
@@ -65,21 +66,26 @@ def _number(value: float) -> str:
 
 
 def grid_table(table: Table, matrix: Matrix) -> str:
-    """A grid table: per line a label and one metric of the rows named in each column, and their mean."""
-    head = [table.metric or "", *table.columns] + ([table.mean] if table.mean else [])
+    """A grid table: per line a label and, per column, the metric of the rows named there (several joined by
+    " / ", ``ROW:METRIC`` for another metric) or text, and the mean of the columns when each is one row."""
+    def value(name: str) -> float:
+        row, _, metric = name.partition(":")
+        return matrix.rows[row].expected[parse_metric(metric).name if metric else table.metric]
+
+    head = [table.label if table.label is not None else table.metric or "", *table.columns]
+    head += [table.mean] if table.mean else []
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for line in table.lines:
-        values = [None if isinstance(c, str) else [matrix.rows[n].expected[table.metric] for n in c]
-                  for c in line.cells]
+        values = [None if isinstance(c, str) else [value(n) for n in c] for c in line.cells]
         cells = [c if isinstance(c, str) else " / ".join(f"{v:.4f}" for v in vs)
                  for c, vs in zip(line.cells, values)]
         if table.mean:
             singles = [vs[0] for vs in values if vs is not None and len(vs) == 1]
-            cells.append(_number(sum(singles) / len(singles)) if len(singles) == len(values) else "")
+            cells.append(line.mean if line.mean is not None else
+                         _number(sum(singles) / len(singles)) if len(singles) == len(values) else "")
         if line.bold:
             cells = [f"**{c}**" if c else c for c in cells]
-        label = f"**{line.label}**" if line.bold and not line.label.startswith("**") else line.label
-        lines.append("| " + " | ".join([label, *cells]) + " |")
+        lines.append("| " + " | ".join([line.label, *cells]) + " |")
     return "\n".join(lines) + "\n"
 
 
