@@ -18,7 +18,7 @@ from pyserini_dense_ext.io import InputError, read_qrels, write_run
 from pyserini_dense_ext.repro import expected, load
 from pyserini_dense_ext.repro.__main__ import main
 from pyserini_dense_ext.repro.bench import ratio
-from pyserini_dense_ext.repro.report import MARKED, docs_files, generated, page
+from pyserini_dense_ext.repro.report import MARKED, bench_table, docs_files, generated, markdown_table, page
 from pyserini_dense_ext.repro.runner import Runner, command_modules
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -157,6 +157,54 @@ def test_bench_ratio_is_read_from_the_scripts_json(tmp_path):
     with pytest.raises(ValueError, match="missing 'a b'"):
         ratio(bench, tmp_path)
 
+
+
+def test_bench_rows_pick_list_entries_divide_and_take_ceilings(tmp_path):
+    (tmp_path / "repro").mkdir()
+    (tmp_path / "repro" / "bench.yaml").write_text(
+        "bench:\n"
+        "  - {name: sel, what: w, script: s.py, json: x.json, value: [rows, 'batch=32,path=a', r], target: 1.3,"
+        " last: 1.19}\n"
+        "  - {name: div, what: w, script: s.py, json: x.json, value: [v, slow], over: [v, fast]}\n"
+        "  - {name: low, what: w, script: s.py, json: x.json, value: [g], target: 0.1, better: lower,"
+        " format: '{:+.1%}', last: 0.017}\n")
+    matrix = load(tmp_path / "repro")
+    (tmp_path / "x.json").write_text(json.dumps({"rows": [{"batch": 1, "path": "a", "r": 9}, {"batch": 32, "path": "a",
+                                                "r": 1.5}], "v": {"slow": 6.0, "fast": 2.0}, "g": 0.25}))
+    assert [ratio(matrix.bench[n], tmp_path) for n in ("sel", "div", "low")] == [1.5, 3.0, 0.25]
+    low = matrix.bench["low"]
+    assert low.missed(0.25) and not low.missed(0.017) and low.show_target() == "≤ +10.0%"
+    assert matrix.bench["sel"].missed(1.19) and matrix.bench["sel"].show_target() == "≥ 1.3x"
+    table = bench_table(list(matrix.bench.values()))
+    assert "| ≤ +10.0% | +1.7% |" in table and "1.19x (missed)" in table
+
+
+def test_grid_tables_put_rows_of_several_matrices_side_by_side(tmp_path):
+    (tmp_path / "a.yaml").write_text(textwrap.dedent("""
+        rows:
+          - {name: a1, run: fuse, expected: {ndcg@10: 0.7220, recall@100: 0.9}}
+          - {name: a2, run: fuse, expected: {ndcg@10: 0.6}}
+        tables:
+          g:
+            label: nDCG@10
+            metric: ndcg@10
+            columns: [A, B]
+            mean: mean
+            lines:
+              - {label: both, cells: [[a1, a2], b1]}
+              - {label: one, cells: [a1, b1], bold: true}
+              - {label: other, cells: ["a1:recall@100", {text: "0.5"}], mean: {text: "0.7"}}
+        """))
+    (tmp_path / "b.yaml").write_text("collection: elsewhere\nrows:\n  - {name: b1, run: fuse, expected: {ndcg@10: 0.3963}}\n")
+    matrix = load(tmp_path)
+    text = markdown_table(matrix.tables["g"], matrix)
+    assert text.splitlines() == ["| nDCG@10 | A | B | mean |", "|---|---|---|---|",
+                                 "| both | 0.7220 / 0.6000 | 0.3963 |  |",
+                                 "| one | **0.7220** | **0.3963** | **0.55915** |",  # exact mean, not rounded twice
+                                 "| other | 0.9000 | 0.5 | 0.7 |"]
+    (tmp_path / "b.yaml").write_text("rows:\n  - {name: b1, run: fuse, expected: {recall@100: 0.4}}\n")
+    with pytest.raises(ValueError, match="row 'b1' has no expected ndcg@10"):
+        load(tmp_path)
 
 def test_reuse_takes_a_step_built_elsewhere(small, tmp_path, capsys):
     write, want = small

@@ -5,6 +5,6 @@ our eval module), ``report`` prints expected vs measured and generates ``docs/re
 and the docs' marked tables, ``bench`` reads the speed matrix. Slow tests take their expected
 values from here (:func:`expected`), so a re-measured number changes in one place.
 """
-from .matrix import Bench, Matrix, Row, Step, Table, expected, load
+from .matrix import Bench, Line, Matrix, Row, Step, Table, expected, load
 
-__all__ = ["Bench", "Matrix", "Row", "Step", "Table", "expected", "load"]
+__all__ = ["Bench", "Line", "Matrix", "Row", "Step", "Table", "expected", "load"]

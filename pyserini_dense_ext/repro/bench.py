@@ -16,17 +16,34 @@ from typing import Any
 from .matrix import ROOT, Bench
 
 
+def lookup(result: Any, keys: tuple[str, ...], path: Path) -> float:
+    """The number at ``keys`` in a script's JSON result. A key ``k=v,k2=v2`` picks, from a list of objects,
+    the one whose fields have those values (``batch_size=32,path=onnx fp32``), as the scripts write rows."""
+    value = result
+    for key in keys:
+        if isinstance(value, list) and "=" in key:
+            want = dict(part.split("=", 1) for part in key.split(","))
+            found = [v for v in value if isinstance(v, dict) and all(str(v.get(k)) == w for k, w in want.items())]
+            if len(found) != 1:
+                raise ValueError(f"{path}: {len(found)} entries match {key!r} in {'.'.join(keys)!r}; "
+                                 "was the script changed?")
+            value = found[0]
+        elif isinstance(value, dict) and key in value:
+            value = value[key]
+        else:
+            raise ValueError(f"{path}: no {'.'.join(keys)!r} (missing {key!r}); was the script changed?")
+    return float(value)
+
+
 def ratio(bench: Bench, root: Path = ROOT) -> float | None:
-    """The ratio in ``bench``'s JSON result (``value`` keys, in order), or None when there is no result yet."""
+    """The figure in ``bench``'s JSON result (``value`` keys, divided by the ``over`` keys' number when given),
+    or None when there is no result yet."""
     path = root / bench.json
     if not path.is_file():
         return None
-    value: Any = json.loads(path.read_text(encoding="utf-8"))
-    for key in bench.value:
-        if not isinstance(value, dict) or key not in value:
-            raise ValueError(f"{path}: no {'.'.join(bench.value)!r} (missing {key!r}); was the script changed?")
-        value = value[key]
-    return float(value)
+    result: Any = json.loads(path.read_text(encoding="utf-8"))
+    value = lookup(result, bench.value, path)
+    return value / lookup(result, bench.over, path) if bench.over else value
 
 
 def run_bench(bench: Bench, root: Path = ROOT) -> None:

@@ -91,12 +91,37 @@ class Step:
 
 
 @dataclass(frozen=True)
+class Line:
+    """One line of a grid table: a label, then per column a row name, several joined by " / ", or literal text."""
+
+    label: str
+    cells: tuple[tuple[str, ...] | str, ...]  # row names (ROW:METRIC for another metric), or text typed in the YAML
+    bold: bool = False  # the numbers in bold
+    mean: str | None = None  # text for the mean column (a line whose cells are not all rows)
+
+
+@dataclass(frozen=True)
 class Table:
-    """A table generated into the docs: rows by name, columns as header -> row cell key."""
+    """A table generated into the docs: rows by name, columns as header -> row cell key.
+
+    A grid table (``lines``) instead puts one metric of rows from any matrix side by side, e.g. one
+    fusion method per line and one collection per column, with an optional mean over the columns."""
 
     name: str
     rows: tuple[str, ...]
     columns: dict[str, str]
+    lines: tuple[Line, ...] = ()
+    metric: str | None = None
+    mean: str | None = None  # header of the mean column, when asked
+    label: str | None = None  # header of a grid's label column (default: the metric)
+
+    def cell_refs(self) -> list[tuple[str, str]]:
+        """(row, metric) of every grid cell that names a row."""
+        return [(n.split(":")[0], parse_metric(n.split(":")[1]).name if ":" in n else str(self.metric))
+                for line in self.lines for c in line.cells if not isinstance(c, str) for n in c]
+
+    def row_names(self) -> list[str]:
+        return [*self.rows, *(name for name, _ in self.cell_refs())]
 
 
 @dataclass(frozen=True)
@@ -108,11 +133,26 @@ class Bench:
     script: str
     args: str
     json: str
-    value: tuple[str, ...]  # keys into the JSON result
+    value: tuple[str, ...]  # keys into the JSON result ("k=v,k2=v2" picks the element of a list with those fields)
     target: float | None
     last: float | None
     measured: str | None
     baseline: str
+    over: tuple[str, ...] = ()  # when given, the figure is value / over (two numbers the script writes)
+    better: str = "higher"  # "lower": the target is a ceiling (an overhead, a time, a memory growth)
+    format: str = "{:.2f}x"  # how the figure and the target are written
+
+    def show(self, value: float) -> str:
+        return self.format.format(value)
+
+    def show_target(self) -> str:
+        return f"{'≤' if self.better == 'lower' else '≥'} " + (
+            f"{self.target:g}x" if self.format == "{:.2f}x" else self.format.format(self.target))
+
+    def missed(self, value: float | None) -> bool:
+        if self.target is None or value is None:
+            return False
+        return value > self.target if self.better == "lower" else value < self.target
 
 
 @dataclass
@@ -168,6 +208,7 @@ def _mapping(value: Any, path: Path, where: str) -> dict:
 
 ROW_KEYS = {"name", "label", "run", "run_file", "expected", "tolerance", "fast", "seconds", "measured", "same_as",
             "notes", "split"}
+TABLE_KEYS = {"rows", "columns", "lines", "metric", "mean", "label"}
 FILE_KEYS = {"title", "collection", "split", "fast", "tolerance", "steps", "rows", "tables", "bench", "about"}
 
 
@@ -223,9 +264,33 @@ def read_file(path: Path, matrix: Matrix) -> None:
             notes={str(k): str(v) for k, v in _mapping(row.get("notes", {}), path, f"{where}.notes").items()})
     for name, table in _mapping(spec.get("tables", {}), path, "tables").items():
         table = _mapping(table, path, f"tables.{name}")
+        if set(table) - TABLE_KEYS:
+            raise InputError(path, f"unknown key(s) {sorted(set(table) - TABLE_KEYS)}; known: {sorted(TABLE_KEYS)}",
+                             field=f"tables.{name}")
+        columns = table.get("columns", {})
+        lines = []
+        if "lines" in table:  # a grid: columns is a list of headers, each line a label and one cell per column
+            if not isinstance(columns, list) or "metric" not in table:
+                raise InputError(path, "a table with lines needs 'metric' and 'columns' as a list of headers",
+                                 field=f"tables.{name}")
+            for i, line in enumerate(table["lines"] or []):
+                line = _mapping(line, path, f"tables.{name}.lines[{i}]")
+                cells = line.get("cells", [])
+                if not isinstance(cells, list) or len(cells) != len(columns):
+                    raise InputError(path, f"needs {len(columns)} cells, one per column",
+                                     field=f"tables.{name}.lines[{i}]")
+                lines.append(Line(str(line.get("label", "")), tuple(
+                    str(c["text"]) if isinstance(c, dict) and "text" in c
+                    else tuple(map(str, c if isinstance(c, list) else [c])) for c in cells), bool(line.get("bold")),
+                    str(line["mean"]["text"]) if isinstance(line.get("mean"), dict) else None))
+            columns = {str(c): str(c) for c in columns}
         matrix.tables[name] = Table(name, tuple(table.get("rows", ())),
-                                    {str(k): str(v) for k, v in _mapping(table.get("columns", {}), path,
-                                                                         f"tables.{name}.columns").items()})
+                                    {str(k): str(v) for k, v in _mapping(columns, path,
+                                                                         f"tables.{name}.columns").items()},
+                                    tuple(lines), str(parse_metric(str(table["metric"])).name)
+                                    if "metric" in table else None,
+                                    str(table["mean"]) if table.get("mean") else None,
+                                    str(table["label"]) if "label" in table else None)
     for i, b in enumerate(spec.get("bench", []) or []):
         b = _mapping(b, path, f"bench[{i}]")
         where = f"bench.{b.get('name', i)}"
@@ -233,12 +298,17 @@ def read_file(path: Path, matrix: Matrix) -> None:
         if missing:
             raise InputError(path, f"missing {sorted(missing)}", field=where)
         value = b["value"] if isinstance(b["value"], list) else [b["value"]]
+        over = b.get("over", [])
+        over = over if isinstance(over, list) else [over]
+        if b.get("better", "higher") not in ("higher", "lower"):
+            raise InputError(path, "better: higher or lower", field=where)
         matrix.bench[b["name"]] = Bench(
             name=b["name"], what=str(b["what"]), script=str(b["script"]), args=str(b.get("args", "")),
             json=str(b["json"]), value=tuple(map(str, value)), target=_number(b.get("target"), path, f"{where}.target"),
             last=_number(b.get("last"), path, f"{where}.last"), measured=_date(b.get("measured"), path,
                                                                                 f"{where}.measured"),
-            baseline=str(b.get("baseline", "")))
+            baseline=str(b.get("baseline", "")), over=tuple(map(str, over)), better=str(b.get("better", "higher")),
+            format=str(b.get("format", "{:.2f}x")))
 
 
 def check(matrix: Matrix) -> None:
@@ -258,9 +328,12 @@ def check(matrix: Matrix) -> None:
         if row.same_as and row.same_as not in matrix.rows:
             raise InputError(row.source, f"same_as names no row {row.same_as!r}", field=f"rows.{row.name}")
     for table in matrix.tables.values():
-        for name in table.rows:
+        for name in table.row_names():
             if name not in matrix.rows:
                 raise ValueError(f"table {table.name!r} names no row {name!r}")
+        for name, metric in table.cell_refs():
+            if metric not in matrix.rows[name].expected:
+                raise ValueError(f"table {table.name!r}: row {name!r} has no expected {metric}")
 
 
 def load(directory: str | Path = MATRIX_DIR) -> Matrix:

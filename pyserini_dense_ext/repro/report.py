@@ -11,6 +11,7 @@ import re
 from pathlib import Path
 from typing import Sequence
 
+from ..eval.metrics import parse_metric
 from .matrix import ROOT, Bench, Matrix, Table
 from .runner import Result
 
@@ -47,20 +48,51 @@ def bench_table(benches: Sequence[Bench], measured: dict[str, float | None] | No
         head.insert(3, "this run")
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for b in benches:
-        missed = b.target is not None and b.last is not None and b.last < b.target
-        cells = [b.what, b.baseline, f"≥ {b.target:g}x" if b.target else "—",
-                 (f"{b.last:.2f}x" + (" (missed)" if missed else "")) if b.last is not None else "not measured",
-                 b.measured or "—",
+        cells = [b.what, b.baseline, b.show_target() if b.target else "—",
+                 (b.show(b.last) + (" (missed)" if b.missed(b.last) else "")) if b.last is not None
+                 else "not measured", b.measured or "—",
                  f"`python {b.script}{' ' + b.args if b.args else ''}`"]
         if measured is not None:
             value = measured.get(b.name)
-            cells.insert(3, f"{value:.2f}x" if value is not None else "—")
+            cells.insert(3, (b.show(value) + (" (missed)" if b.missed(value) else "")) if value is not None else "—")
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
+def _number(value: float) -> str:
+    """4 decimals, or as many as a mean of 4-decimal values needs to be exact (0.55915): never rounded twice."""
+    text = f"{value:.5f}"
+    return text[:-1] if text.endswith("0") else text
+
+
+def grid_table(table: Table, matrix: Matrix) -> str:
+    """A grid table: per line a label and, per column, the metric of the rows named there (several joined by
+    " / ", ``ROW:METRIC`` for another metric) or text, and the mean of the columns when each is one row."""
+    def value(name: str) -> float:
+        row, _, metric = name.partition(":")
+        return matrix.rows[row].expected[parse_metric(metric).name if metric else table.metric]
+
+    head = [table.label if table.label is not None else table.metric or "", *table.columns]
+    head += [table.mean] if table.mean else []
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for line in table.lines:
+        values = [None if isinstance(c, str) else [value(n) for n in c] for c in line.cells]
+        cells = [c if isinstance(c, str) else " / ".join(f"{v:.4f}" for v in vs)
+                 for c, vs in zip(line.cells, values)]
+        if table.mean:
+            singles = [vs[0] for vs in values if vs is not None and len(vs) == 1]
+            cells.append(line.mean if line.mean is not None else
+                         _number(sum(singles) / len(singles)) if len(singles) == len(values) else "")
+        if line.bold:
+            cells = [f"**{c}**" if c else c for c in cells]
+        lines.append("| " + " | ".join([line.label, *cells]) + " |")
+    return "\n".join(lines) + "\n"
+
+
 def markdown_table(table: Table, matrix: Matrix) -> str:
-    """A generated table: its columns' headers, one line per row."""
+    """A generated table: its columns' headers, one line per row (a grid table: :func:`grid_table`)."""
+    if table.lines:
+        return grid_table(table, matrix)
     lines = ["| " + " | ".join(table.columns) + " |", "|" + "---|" * len(table.columns)]
     for name in table.rows:
         row = matrix.rows[name]
