@@ -141,16 +141,21 @@ def test_hybrid_tuned_on_train_beats_bm25_and_dense_on_test(tuned):
 
 def test_hybrid_help_example_scores_what_it_says(scifact, scifact_minilm_index, scifact_bm25_index, minilm_dir,
                                                   tuned, tmp_path, capsys):
-    """search.hybrid --help's example, run as written (paths filled in), scores the nDCG@10 its text states."""
+    """Each command of search.hybrid --help's examples, run as written (paths filled in), scores the nDCG@10 its
+    comment states: the default fusion (auto) and Pyserini's linear fusion at the alpha tune picks on train."""
     from pyserini_dense_ext.io import read_run
     from pyserini_dense_ext.search.hybrid.__main__ import EXAMPLE, main
 
-    stated = float(re.search(r"scores nDCG@10 (\d\.\d{4})", EXAMPLE).group(1))
-    command = " ".join(EXAMPLE.split("python -m pyserini_dense_ext.search.hybrid")[1].split("\n\n")[0].split("\\"))
-    argv = command.replace("indexes/scifact-minilm", str(scifact_minilm_index)).replace(
-        "indexes/scifact-bm25", str(scifact_bm25_index)).replace("MODEL_DIR", str(minilm_dir)).replace(
-        "../shared/data/scifact", str(scifact)).replace("runs/scifact.hybrid.trec", str(tmp_path / "run.trec")).split()
-    assert main(argv + ["--quiet"]) == 0
     qrels = read_qrels(scifact / "qrels" / "test.tsv")
-    assert round(evaluate(read_run(tmp_path / "run.trec"), qrels, ("ndcg@10",))["ndcg@10"], 4) == stated
-    assert "--alpha 1 --normalization centred" in command and float(tuned["test"]["linear:centred"]["value"]) == 1
+    commands = [block for block in EXAMPLE.split("\n\n") if "python -m pyserini_dense_ext.search.hybrid" in block]
+    assert len(commands) == 2
+    for block in commands:
+        stated = float(re.search(r"scores nDCG@10 (\d\.\d{4})", block).group(1))
+        command = " ".join(block.split("python -m pyserini_dense_ext.search.hybrid")[1].split("\\"))
+        argv = command.replace("indexes/scifact-minilm", str(scifact_minilm_index)).replace(
+            "indexes/scifact-bm25", str(scifact_bm25_index)).replace("MODEL_DIR", str(minilm_dir)).replace(
+            "../shared/data/scifact", str(scifact)).replace("runs/scifact.hybrid.trec", str(tmp_path / "run.trec")).split()
+        assert main(argv + ["--quiet"]) == 0
+        assert round(evaluate(read_run(tmp_path / "run.trec"), qrels, ("ndcg@10",))["ndcg@10"], 4) == stated
+    assert "fusion" not in commands[0].split("python -m")[1] and "--alpha 1 --normalization centred" in commands[1]
+    assert float(tuned["test"]["linear:centred"]["value"]) == 1

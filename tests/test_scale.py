@@ -396,6 +396,19 @@ def test_sliced_onnx_batches_equal_one_run(query_export):
                                                                                         batch_size=16), one)
 
 
+def test_int8_batches_are_not_sliced(query_export, tmp_path):
+    """int8 quantises activations with one scale per batch, so a row depends on its batch: the batch a caller
+    asks for is the one run, whatever the thread count (fp32 slices, above)."""
+    from pyserini_dense_ext.onnx import load_onnx
+    from pyserini_dense_ext.onnx.export import export_onnx
+
+    path = tmp_path / "q-int8.onnx"
+    export_onnx(query_export[0], "query", path, precision="int8", check=False)
+    texts = [" ".join(WORDS[i:i + 3 + i % 9]) for i in range(40)]
+    one = load_onnx(path, threads=1).encode(texts, "query", batch_size=16)
+    np.testing.assert_array_equal(load_onnx(path, threads=2).encode(texts, "query", batch_size=16), one)
+
+
 def test_search_picks_the_cached_export_unless_told_otherwise(query_export, dirs, tiny_corpus, tmp_path):
     from pyserini_dense_ext.encoders.base import DenseModel
     from pyserini_dense_ext.onnx.encoder import OnnxModel

@@ -10,8 +10,10 @@ intra-op threads). A batch of several texts is cut into ``threads`` slices of wh
 run on its own thread by a second, single-threaded session: a query is ~20 tokens, so each
 operator's work is too small to share between threads without their hand-offs costing more
 than they save (at batch 32, slices ran 1.3-1.9x faster than intra-op threads; ``bench/onnx_latency.py``,
-docs/onnx.md). A row's vector does not depend on the other rows of its batch (the padding is
-masked), so slicing changes no result (tested).
+docs/onnx.md). A row's fp32 vector does not depend on the other rows of its batch (the padding is
+masked), so slicing changes no result (tested). An int8 export quantises its activations with one
+scale per batch, so there a row depends on its batch: int8 batches are not sliced, and give what
+the batch size asked for gives (docs/onnx.md's int8 table).
 """
 from __future__ import annotations
 
@@ -250,7 +252,8 @@ class OnnxModel:
             batch = {k: np.pad(v, ((0, 0), (0, extra)), constant_values=pads[k]) for k, v in batch.items()}
         feeds = {name: np.ascontiguousarray(batch[name]) for name in self.input_names}
         rows = len(feeds["input_ids"])
-        if not self.io_binding and self.device_type == "cpu" and self.threads > 1 and rows > 1:
+        if (not self.io_binding and self.device_type == "cpu" and self.threads > 1 and rows > 1
+                and self.meta.precision != "int8"):
             return self._run_sliced(feeds, min(self.threads, rows))
         if not self.io_binding:
             return self.session.run([OUTPUT_NAME], feeds)[0]

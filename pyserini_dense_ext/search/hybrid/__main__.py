@@ -21,18 +21,26 @@ from .options import (METHOD_LIST, dense_group, fusion_group, hybrid_from_groups
 
 GROUPS = ("dense", "sparse", "fusion", "run", "rerank")
 EXAMPLE = """examples (SciFact, MiniLM + BM25):
-  # the default fusion, auto: no judged queries needed
+  # the default fusion, auto, needs no judged queries; this run scores nDCG@10 0.7397 on test
   python -m pyserini_dense_ext.search.hybrid \\
     dense  --index indexes/scifact-minilm --encoder MODEL_DIR --family repbert --pooling mean --l2-norm \\
            --query-max-length 256 --doc-segment-id 0 \\
     sparse --index indexes/scifact-bm25 --k1 0.9 --b 0.4 \\
     run    --topics ../shared/data/scifact/queries.jsonl --qids-from ../shared/data/scifact/qrels/test.tsv \\
            --output runs/scifact.hybrid.trec --hits 1000 --threads 2
-  # Pyserini's linear fusion with centred scores: add the group below (python -m pyserini_dense_ext.tune
-  # picks alpha 1 on the train queries; this run scores nDCG@10 0.7320 on test)
-    fusion --method linear --alpha 1 --normalization centred --hits 1000
-  # then CODER: append the group below to re-score the fused list against the dense index's stored vectors
-    rerank --encoder CODER_DIR
+
+  # Pyserini's linear fusion with centred scores, alpha 1 as python -m pyserini_dense_ext.tune picks it
+  # on the train queries; this run scores nDCG@10 0.7320 on test
+  python -m pyserini_dense_ext.search.hybrid \\
+    dense  --index indexes/scifact-minilm --encoder MODEL_DIR --family repbert --pooling mean --l2-norm \\
+           --query-max-length 256 --doc-segment-id 0 \\
+    sparse --index indexes/scifact-bm25 --k1 0.9 --b 0.4 \\
+    fusion --method linear --alpha 1 --normalization centred --hits 1000 \\
+    run    --topics ../shared/data/scifact/queries.jsonl --qids-from ../shared/data/scifact/qrels/test.tsv \\
+           --output runs/scifact.hybrid.trec --hits 1000 --threads 2
+
+  # CODER: a group "rerank --encoder CODER_DIR" re-scores each fused list against the dense index's
+  # stored vectors (docs/coder.md)
 
 fusion """ + METHOD_LIST
 
