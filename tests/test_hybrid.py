@@ -521,15 +521,28 @@ def test_reranker_takes_lucene_hits(indexes):
         assert [h.score for h in reranked[qid]] == sorted((h.score for h in reranked[qid]), reverse=True)
 
 
-def test_rerank_group_with_max_passage_needs_a_document_index(indexes, tmp_path):
-    """MaxP fuses documents, but the dense group's index holds passages: reranking against it is refused
-    before anything is searched, and nothing is written."""
+def test_rerank_group_with_max_passage_reranks_documents(indexes, tmp_path):
+    """``run --max-passage`` with a rerank group and no ``rerank --index``: the fused documents are scored against
+    the dense group's index by their best passage. These indexes hold whole documents (no '#' in their ids), so
+    each document is its own one passage: the run is the fused --max-passage-hits documents reranked as before."""
+    from pyserini_dense_ext.rerank import Reranker
+    from pyserini_dense_ext.search.hybrid import HybridSearcher
     from pyserini_dense_ext.search.hybrid.__main__ import main
 
     topics = tmp_path / "topics.tsv"
-    topics.write_text("q0\tgene\n")
+    topics.write_text("".join(f"q{i}\t{q}\n" for i, q in enumerate(QUERIES)))
     out = tmp_path / "run.trec"
-    with pytest.raises(ValueError, match="give rerank --index a document-level index"):
-        main(cli_groups(indexes, tmp_path, "run", "--topics", str(topics), "--output", str(out), "--max-passage",
-                        "--quiet", "rerank", "--encoder", str(indexes["models"]["repbert"])))
-    assert not out.exists()
+    assert main(cli_groups(indexes, tmp_path, "fusion", "--method", "rrf", "--hits", "30", "run", "--topics",
+                           str(topics), "--output", str(out), "--max-passage", "--max-passage-hits", "8", "--quiet",
+                           "rerank", "--encoder", str(indexes["models"]["repbert"]), "--vectors-cache",
+                           str(tmp_path / "vectors"))) == 0
+    qids = [f"q{i}" for i in range(len(QUERIES))]
+    fused = HybridSearcher(dense_searcher(indexes), lucene_searcher(indexes["lucene"]),
+                           max_passage_delimiter="#").batch_search(QUERIES, qids, k0=30, k=8, fusion="rrf")
+    expected = Reranker(indexes["dense"]["repbert", "flat"], indexes["models"]["repbert"],
+                        vectors_cache=tmp_path / "vectors").batch_search(QUERIES, qids, fused)
+    run = read_run(out)
+    for qid, hits in expected.items():
+        assert len(run[qid]) == len(hits) <= 8
+        assert sorted(d for d, _ in run[qid]) == sorted(h.docid for h in fused[qid])
+        np.testing.assert_allclose([s for _, s in run[qid]], [h.score for h in hits], atol=1e-6)

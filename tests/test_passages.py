@@ -309,6 +309,190 @@ def test_max_passage_equals_pyserinis_writer_on_random_lists():
             [Hit(d, float(s)) for d, s in zip(ids, scores)], hits)
 
 
+# ---------------------------------------------------------------- rerank by the best passage (MaxP)
+@pytest.fixture(scope="module")
+def mebert_passages(tmp_path_factory, tiny_family_dirs, passage_corpus):
+    """ME-BERT over passages: m rows per passage, so a document is m x (its passages) rows."""
+    from pyserini_dense_ext.encode.__main__ import main
+
+    out = tmp_path_factory.mktemp("mebert") / "index"
+    assert main(["input", "--corpus", str(passage_corpus), "--passages", str(LEN), str(STRIDE), "--title-prefix",
+                 "encoder", "--encoder", str(tiny_family_dirs["mebert"]), "output", "--index", str(out),
+                 "--chunk-size", "50", "--quiet"]) == 0
+    return out
+
+
+def passage_reference(index_dir, model_dir):
+    """What the index holds, read with FAISS alone: each row id, its vector, and the query encoder."""
+    import faiss
+
+    from pyserini_dense_ext.encoders import load_model
+
+    index = faiss.read_index(str(index_dir / "index"))
+    rows = index.reconstruct_n(0, index.ntotal)
+    row_ids = (index_dir / "docid").read_text().split()
+    return row_ids, rows, load_model(model_dir)
+
+
+def brute_maxp(query_vector, row_ids, rows, docids):
+    """Each document's score: the max inner product over every row whose id cuts to it at '#'."""
+    scores = rows @ query_vector
+    return [max(float(s) for r, s in zip(row_ids, scores) if r.split("#", 1)[0] == d) for d in docids]
+
+
+@pytest.mark.parametrize("family", ["repbert", "mebert"])
+def test_reranker_max_passage_scores_documents_by_their_best_passage(dense_passages, mebert_passages,
+                                                                     tiny_family_dirs, family):
+    from pyserini_dense_ext.index.vectors import open_doc_vectors
+    from pyserini_dense_ext.rerank import Reranker
+
+    index_dir = {"repbert": dense_passages, "mebert": mebert_passages}[family]
+    row_ids, rows, model = passage_reference(index_dir, tiny_family_dirs[family])
+    vectors = open_doc_vectors(index_dir, progress=False, passage_delimiter="#")
+    assert not vectors.uniform and vectors.docids == [d["_id"] for d in long_docs()]
+    with pytest.raises(ValueError, match="rows .passages., not one number"):
+        vectors.rows_per_doc
+    reranker = Reranker(vectors, tiny_family_dirs[family], max_passage_delimiter="#")
+    rng = np.random.default_rng(3)
+    subsets = [list(rng.permutation(vectors.docids)[:int(rng.integers(1, 15))]) for _ in QUERIES]
+    ranked = reranker.rerank(QUERIES, subsets)
+    query_vectors = model.encode(QUERIES, "query")
+    for q, subset, (got_ids, got_scores) in zip(query_vectors, subsets, ranked):
+        ref = dict(zip(subset, brute_maxp(q, row_ids, rows, subset)))
+        assert sorted(got_ids.tolist()) == sorted(subset) and np.all(np.diff(got_scores) <= 0)
+        np.testing.assert_allclose(got_scores, [ref[d] for d in got_ids], rtol=1e-5, atol=1e-6)
+    # every document: the top 5 agree with scoring all documents by brute force
+    top = reranker.rerank(QUERIES, [vectors.docids] * len(QUERIES), k=5)
+    for q, (got_ids, got_scores) in zip(query_vectors, top):
+        ref = np.sort(brute_maxp(q, row_ids, rows, vectors.docids))[::-1][:5]
+        np.testing.assert_allclose(got_scores, ref, rtol=1e-5, atol=1e-6)
+
+
+def rerank_cli(*args):
+    from pyserini_dense_ext.cli import run_cli
+    from pyserini_dense_ext.rerank.__main__ import main
+
+    with pytest.raises(SystemExit) as exit_info:
+        run_cli(main, [str(a) for a in args])
+    return exit_info.value.code
+
+
+@pytest.fixture()
+def topics_file(tmp_path):
+    return write_jsonl(tmp_path / "q.jsonl", [{"_id": f"q{i}", "text": q} for i, q in enumerate(QUERIES)])
+
+
+def test_rerank_cli_max_passage_reranks_a_document_run(dense_passages, tiny_family_dirs, topics_file, tmp_path):
+    """A document-level first stage (here a shuffled run) reranked against the passage index: the top --depth
+    documents by brute-force MaxP, --max-passage-hits written, document ids only."""
+    from pyserini_dense_ext.io.runs import read_run, write_run
+
+    row_ids, rows, model = passage_reference(dense_passages, tiny_family_dirs["repbert"])
+    docids = [d["_id"] for d in long_docs()]
+    rng = np.random.default_rng(5)
+    first = {f"q{i}": [(d, float(-r)) for r, d in enumerate(rng.permutation(docids))] for i in range(len(QUERIES))}
+    write_run(tmp_path / "first.trec", first)
+    assert rerank_cli("--run", tmp_path / "first.trec", "--index", dense_passages, "--encoder",
+                      tiny_family_dirs["repbert"], "--topics", topics_file, "--depth", 20, "--max-passage",
+                      "--max-passage-hits", 7, "--output", tmp_path / "out.trec", "--quiet") == 0
+    got = read_run(tmp_path / "out.trec")
+    for i, q in enumerate(model.encode(QUERIES, "query")):
+        top20 = [d for d, _ in first[f"q{i}"][:20]]
+        ref = sorted(zip(top20, brute_maxp(q, row_ids, rows, top20)), key=lambda x: -x[1])[:7]
+        assert [d for d, _ in got[f"q{i}"]] == [d for d, _ in ref]
+        np.testing.assert_allclose([s for _, s in got[f"q{i}"]], [s for _, s in ref], rtol=1e-5, atol=1e-6)
+
+
+def test_rerank_cli_max_passage_folds_a_passage_run(dense_passages, tiny_family_dirs, topics_file, tmp_path):
+    """A passage-level run (ids docid#k): its passages re-scored by their own vectors, then folded as Pyserini's
+    writer folds (each document at its best candidate passage, --max-passage-hits documents)."""
+    from pyserini_dense_ext.io.runs import read_run, write_run
+
+    class Hit:
+        def __init__(self, docid, score):
+            self.docid, self.score = docid, score
+
+    row_ids, rows, model = passage_reference(dense_passages, tiny_family_dirs["repbert"])
+    rng = np.random.default_rng(6)
+    first = {f"q{i}": [(row_ids[j], float(-r)) for r, j in enumerate(rng.permutation(len(row_ids))[:60])]
+             for i in range(len(QUERIES))}
+    write_run(tmp_path / "first.trec", first)
+    for hits in (4, 100):
+        out = tmp_path / f"out{hits}.trec"
+        assert rerank_cli("--run", tmp_path / "first.trec", "--index", dense_passages, "--encoder",
+                          tiny_family_dirs["repbert"], "--topics", topics_file, "--depth", 50, "--max-passage",
+                          "--max-passage-hits", hits, "--output", out, "--quiet") == 0
+        got = read_run(out)
+        for i, q in enumerate(model.encode(QUERIES, "query")):
+            top50 = [d for d, _ in first[f"q{i}"][:50]]
+            scored = sorted(((d, float(rows[row_ids.index(d)] @ q)) for d in top50), key=lambda x: -x[1])
+            theirs = pyserini_max_passage([Hit(d, s) for d, s in scored], hits)
+            assert [d for d, _ in got[f"q{i}"]] == [d for d, _ in theirs] and all("#" not in d for d, _ in theirs)
+            np.testing.assert_allclose([s for _, s in got[f"q{i}"]], [s for _, s in theirs], rtol=1e-5, atol=1e-6)
+        assert max(len(h) for h in got.values()) == min(hits, max(len({d.split("#")[0] for d, _ in h[:50]})
+                                                                   for h in first.values()))
+
+
+def test_rerank_cli_max_passage_bad_input(dense_passages, tiny_family_dirs, topics_file, tmp_path, capsys):
+    run, out = tmp_path / "first.trec", tmp_path / "out.trec"
+    base = ["--run", run, "--index", dense_passages, "--encoder", tiny_family_dirs["repbert"], "--topics",
+            topics_file, "--output", out, "--quiet"]
+    # documents against passages without --max-passage: the run, its line and field, and the flag to use
+    run.write_text("q0 Q0 d3 1 3.0 x\n")
+    assert rerank_cli(*base) == 2
+    err = capsys.readouterr().err
+    assert (f"{run}, line 1: field 'docid' names document 'd3', which the dense index ({dense_passages / 'docid'}) "
+            "does not hold; the index holds its passages (d3#k): --max-passage") in err and one_error_line(err)
+    # with --max-passage: a document not in the index, a run mixing documents and passages, --hits
+    run.write_text("q0 Q0 d3 1 3.0 x\nq0 Q0 nope 2 2.0 x\n")
+    assert rerank_cli(*base, "--max-passage") == 2
+    assert f"{run}, line 2: field 'docid' names document 'nope'" in capsys.readouterr().err
+    run.write_text("q0 Q0 d3 1 3.0 x\nq0 Q0 d4#0 2 2.0 x\n")
+    assert rerank_cli(*base, "--max-passage") == 2
+    assert (f"{run}: field 'docid' mixes passages ('d4#0') and documents ('d3')" in capsys.readouterr().err)
+    assert rerank_cli(*base, "--max-passage", "--hits", 5) == 2
+    assert "--max-passage-hits says how many documents are written" in capsys.readouterr().err
+    assert rerank_cli(*base, "--max-passage", "--max-passage-hits", 0) == 2
+    assert "--max-passage-hits must be positive" in capsys.readouterr().err
+    run.write_text("q0 Q0 d3 1 3.0 x\n")
+    assert rerank_cli(*base, "--max-passage", "--depth", 41) == 2
+    assert "field 'depth' --depth 41 exceeds the 40 documents of the index" in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_hybrid_rerank_group_reranks_maxp_documents_by_their_best_passage(lucene_passages, dense_passages,
+                                                                         tiny_family_dirs, topics_file, tmp_path):
+    """``run --max-passage`` + ``rerank --encoder``: the fused documents re-scored against the dense group's passage
+    index, each by its best passage (no rerank --index needed)."""
+    from pyserini_dense_ext.io.runs import read_run
+    from pyserini_dense_ext.search import DenseSearcher
+    from pyserini_dense_ext.search.hybrid import HybridSearcher
+    from pyserini_dense_ext.search.hybrid.__main__ import main
+
+    from pyserini_dense_ext.encoders import load_model
+
+    from conftest import make_tiny_bert
+
+    coder = tmp_path / "coder"  # another query encoder of the index's family, as a CODER model is
+    load_model(make_tiny_bert(tmp_path / "bert", seed=1), family="repbert", strict=False).save(coder)
+    out = tmp_path / "run.trec"
+    assert main(["dense", "--index", str(dense_passages), "--encoder", str(tiny_family_dirs["repbert"]),
+                 "sparse", "--index", str(lucene_passages), "fusion", "--method", "rrf", "--hits", "50",
+                 "run", "--topics", str(topics_file), "--output", str(out), "--max-passage", "--max-passage-hits", "6",
+                 "--quiet", "rerank", "--encoder", str(coder)]) == 0
+    run = read_run(out)
+    qids = [f"q{i}" for i in range(len(QUERIES))]
+    fused = HybridSearcher(DenseSearcher(dense_passages, tiny_family_dirs["repbert"]), lucene(lucene_passages),
+                           max_passage_delimiter="#").batch_search(QUERIES, qids, k0=50, k=6, fusion="rrf")
+    row_ids, rows, model = passage_reference(dense_passages, coder)
+    for qid, q in zip(qids, model.encode(QUERIES, "query")):
+        docs = [h.docid for h in fused[qid]]
+        assert len(docs) == 6 and sorted(d for d, _ in run[qid]) == sorted(docs)
+        ref = dict(zip(docs, brute_maxp(q, row_ids, rows, docs)))
+        np.testing.assert_allclose([s for _, s in run[qid]], [ref[d] for d, _ in run[qid]], rtol=1e-5, atol=1e-6)
+        assert [s for _, s in run[qid]] == sorted((s for _, s in run[qid]), reverse=True)
+
+
 # ---------------------------------------------------------------- bad input
 @pytest.mark.parametrize("passages,message", [
     (["8", "8"], "the stride (the tokens two passages share) must be smaller than the window, got window 8, stride 8"),

@@ -241,3 +241,40 @@ def test_multi_row_documents_need_not_be_consecutive(tmp_path):
     (out / "dense_ext_index.json").unlink()
     with pytest.raises(InputError, match="docid: field 'docid' names document 'b' 1 times but others 3 times"):
         open_doc_vectors(out, progress=False)
+
+
+def test_passages_of_any_number_group_into_documents_with_a_delimiter(tmp_path):
+    """Opened with a passage delimiter, a document is every row whose id cuts to it, however many and wherever
+    they lie (CSR offsets); a uniform count keeps the (num_docs, m) table; each passage stays reachable alone."""
+    import torch
+
+    from pyserini_dense_ext.index import IndexMeta, build_faiss_index, write_index_dir
+    from pyserini_dense_ext.rerank import max_row_scores
+
+    rng = np.random.default_rng(0)
+    rows = rng.standard_normal((7, 4)).astype(np.float32)
+    row_ids = ["a#0", "b#0", "a#1", "c#0", "a#2", "b#1", "d"]
+    out = write_index_dir(tmp_path / "idx", build_faiss_index(rows), row_ids, IndexMeta(4, 7, 7))
+    vectors = open_doc_vectors(out, progress=False, passage_delimiter="#")
+    assert not vectors.uniform and vectors.docids == ["a", "b", "c", "d"]
+    assert np.array_equal(np.diff(vectors.offsets), [3, 2, 1, 1])
+    with pytest.raises(ValueError, match="use gather_rows"):
+        vectors.gather(np.array([0]))
+    got, segments = vectors.gather_rows(np.array([2, -1, 0, 3, 1]))
+    assert np.array_equal(segments, [0, 2, 2, 2, 3, 4, 4])
+    assert np.array_equal(got, rows[[3, 0, 2, 4, 6, 1, 5]])
+    query = rng.standard_normal(4).astype(np.float32)
+    scores = max_row_scores(torch.from_numpy(query), torch.from_numpy(got), torch.from_numpy(segments), 5).numpy()
+    np.testing.assert_allclose(scores, [rows[3] @ query, -np.inf, max(rows[[0, 2, 4]] @ query), rows[6] @ query,
+                                        max(rows[[1, 5]] @ query)], rtol=1e-6)
+    passages = vectors.passage_vectors()
+    assert passages.uniform and passages.docids == row_ids and np.array_equal(passages.gather(np.array([4]))[0, 0],
+                                                                               rows[4])
+    with pytest.raises(ValueError, match="opened without a passage delimiter"):
+        open_doc_vectors(out, progress=False).passage_vectors()
+    # one passage per document (or an index of whole documents): the uniform table, as without a delimiter
+    (out / "docid").write_text("a#0\nb#0\nc#0\nd#0\ne#0\nf#0\ng#0\n")
+    (out / "dense_ext_index.json").unlink()
+    single = open_doc_vectors(out, progress=False, passage_delimiter="#")
+    assert single.uniform and single.rows_per_doc == 1 and single.docids == list("abcdefg")
+    assert np.array_equal(single.gather(np.array([1, 5]))[:, 0], rows[[1, 5]])

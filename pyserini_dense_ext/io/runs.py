@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Container, Iterable, Iterator, Sequence
+from typing import Callable, Container, Iterable, Iterator, Sequence
 
 from .atomic import atomic_write
 from .errors import InputError
@@ -41,17 +41,20 @@ def iter_run(path: str | Path) -> Iterator[tuple[int, str, str, float]]:
         yield lineno, qid, docid, number if field == "score" else 1.0 / number
 
 
-def read_run(path: str | Path, docids: Container[str] | None = None, docid_source: str = "the corpus") -> Run:
+def read_run(path: str | Path, docids: Container[str] | None = None, docid_source: str = "the corpus",
+             hint: Callable[[str], str] | None = None) -> Run:
     """Read a TREC run (6 columns) or MS MARCO run (``qid docid rank``, scored 1/rank).
 
     Hits are re-ranked by score (ties by docid, as fusion does), so a file's own rank column
     cannot disagree with its scores. Duplicate (qid, docid) pairs are an error, and so, when
-    ``docids`` is given, is a hit outside it (a run made over another collection).
+    ``docids`` is given, is a hit outside it (a run made over another collection); ``hint(docid)``
+    adds to that error what the docid suggests.
     """
     run: dict[str, dict[str, float]] = {}
     for lineno, qid, docid, score in iter_run(path):
         if docids is not None and docid not in docids:
-            raise InputError(path, f"names document {docid!r}, which {docid_source} does not hold", lineno, "docid")
+            raise InputError(path, f"names document {docid!r}, which {docid_source} does not hold"
+                             + (hint(docid) if hint else ""), lineno, "docid")
         hits = run.setdefault(qid, {})
         if docid in hits:
             raise InputError(path, f"duplicate docid {docid!r} for query {qid!r}", lineno, "docid")

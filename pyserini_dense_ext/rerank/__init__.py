@@ -13,7 +13,7 @@ the candidate documents encoded from the corpus.
 """
 from .candidates import Candidates, candidates_from_run, docids_to_ids
 from .reranker import Reranker
-from .scoring import candidate_scores, sort_by_score
+from .scoring import candidate_scores, max_row_scores, sort_by_score
 
-__all__ = ["Candidates", "Reranker", "candidate_scores", "candidates_from_run", "docids_to_ids",
+__all__ = ["Candidates", "Reranker", "candidate_scores", "candidates_from_run", "docids_to_ids", "max_row_scores",
            "sort_by_score"]

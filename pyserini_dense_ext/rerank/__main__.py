@@ -5,6 +5,11 @@ vectors (flat or flat-fp16, read back exactly; ``--vectors`` for others), so not
 but the queries: CODER's second stage. ``--scorer colbert``: a ColBERT model dir
 (``python -m pyserini_dense_ext.train colbert``) re-scores each query's candidates by MaxSim over
 token vectors, the candidate documents encoded from ``--corpus`` (each once), no index needed.
+
+``--max-passage`` (dense, an index of passages ``docid#k`` built with ``encode --passages``): a run of
+documents is reranked by each document's best passage in the index (MaxP); a run of passages is reranked
+as passages, then folded into documents by Pyserini's ``--max-passage`` rule. ``--max-passage-hits``
+documents are written per query.
 """
 from __future__ import annotations
 
@@ -13,7 +18,7 @@ from typing import Any
 
 import pyserini_dense_ext  # noqa: F401  (Java/offline set-up before Pyserini loads)
 
-from ..cli import add_encoder_options, add_run_output_options, encoder_overrides, run_cli
+from ..cli import add_encoder_options, add_max_passage_options, add_run_output_options, encoder_overrides, run_cli
 
 SCORERS = ("dense", "colbert")
 COLBERT_DEPTH = 100  # MaxSim encodes every candidate: the teacher's depth in TCT-ColBERT
@@ -27,6 +32,11 @@ EXAMPLE = """examples (SciFact):
     --run runs/scifact.bm25.test.trec --corpus ../shared/data/scifact/corpus.jsonl \\
     --topics ../shared/data/scifact/queries.jsonl \\
     --qids-from ../shared/data/scifact/qrels/test.tsv --output runs/scifact.bm25.colbert.trec
+  # BM25's top 1000 documents reranked by their best passage in a passage index (encode --passages 64 32)
+  python -m pyserini_dense_ext.rerank --run runs/scifact.bm25.test.trec --index indexes/scifact-minilm-p64s32 \\
+    --encoder MODEL_DIR --topics ../shared/data/scifact/queries.jsonl \\
+    --qids-from ../shared/data/scifact/qrels/test.tsv --max-passage --max-passage-hits 1000 \\
+    --output runs/scifact.bm25.maxp.trec
 """
 
 
@@ -48,11 +58,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--depth", type=int, default=None, metavar="N",
                    help=f"candidates taken from each query's list (default: dense all of them, colbert "
                         f"{COLBERT_DEPTH})")
-    p.add_argument("--hits", type=int, default=None, metavar="K", help="hits written per query (default: all reranked)")
+    p.add_argument("--hits", type=int, default=None, metavar="K",
+                   help="hits written per query (default: all reranked; with --max-passage, --max-passage-hits)")
     p.add_argument("--vectors", default=None, metavar="NPY",
                    help="dense: document vectors as .npy, rows in the index's row order (needed for PQ/HNSW indexes)")
     p.add_argument("--vectors-cache", default=None, metavar="DIR",
                    help="dense: where the vectors read back from a flat index are kept (default: the index dir)")
+    add_max_passage_options(p)
+    for action in p._actions:
+        if action.dest == "max_passage":
+            action.help = ("dense, an index of passages docid#k (encode --passages): rank documents by their best "
+                           "passage. A run of documents: each scores the max over all its passages in --index; a "
+                           "run of passages (ids docid#k): reranked, then each document kept at its best passage, "
+                           "as Pyserini's --max-passage; --max-passage-hits documents are written")
     add_run_output_options(p, "dense_ext-rerank")
     return p
 
@@ -63,10 +81,14 @@ def main(argv: list[str] | None = None) -> int:
     needs = {"dense": "index", "colbert": "corpus"}[args.scorer]
     if getattr(args, needs) is None:
         parser.error(f"--scorer {args.scorer} needs --{needs}")
-    for flag in ("depth", "hits", "batch_size"):
+    for flag in ("depth", "hits", "batch_size", "max_passage_hits"):
         value = getattr(args, flag)
         if value is not None and value < 1:
             raise ValueError(f"--{flag.replace('_', '-')} must be positive, got {value}")
+    if args.max_passage and args.scorer != "dense":
+        parser.error("--max-passage reranks against a dense index of passages: --scorer dense")
+    if args.max_passage and args.hits is not None:
+        parser.error("with --max-passage, --max-passage-hits says how many documents are written, not --hits")
     from ..io.qrels import read_qrels
     from ..io.topics import read_topics
 
@@ -91,17 +113,22 @@ def _dense(args: argparse.Namespace, topics: dict[str, str], qids: set[str] | No
     from ..io.runs import read_run, write_run
     from . import Reranker
 
+    delimiter = args.max_passage_delimiter if args.max_passage else None
     reranker = Reranker(args.index, args.encoder, vectors=args.vectors, vectors_cache=args.vectors_cache,
                         family=args.family, device=args.device, batch_size=args.batch_size,
-                        progress=not args.quiet, **encoder_overrides(args))
+                        progress=not args.quiet, max_passage_delimiter=delimiter, **encoder_overrides(args))
     docid_file = reranker.vectors.source / DOCID_FILE
-    if args.depth is not None and args.depth > reranker.vectors.num_docs:
-        raise InputError(docid_file, f"--depth {args.depth} exceeds the {reranker.vectors.num_docs} documents of the "
-                                     "index", field="depth")
-    run = read_run(args.run, docids=reranker.vectors.doc_index, docid_source=f"the dense index ({docid_file})")
+    run = read_run(args.run, docids=reranker.known_ids(), docid_source=f"the dense index ({docid_file})",
+                   hint=reranker.missing_hint)
+    if args.depth is not None:
+        vectors, fold = reranker.vectors_for([[d for d, _ in hits[:args.depth]] for hits in run.values()], args.run)
+        if args.depth > vectors.num_docs:
+            raise InputError(docid_file, f"--depth {args.depth} exceeds the {vectors.num_docs} "
+                                         f"{'passages' if fold else 'documents'} of the index", field="depth")
     if qids is None:
         _check_topics(args, run, topics)
-    reranked = reranker.rerank_run(topics, run, args.depth, args.hits, source=args.run, progress=not args.quiet)
+    k = args.max_passage_hits if args.max_passage else args.hits
+    reranked = reranker.rerank_run(topics, run, args.depth, k, source=args.run, progress=not args.quiet)
     write_run(args.output, reranked, tag=args.run_tag, fmt=args.output_format)
     n = max(len(reranked), 1)
     print(f"wrote {args.output}: {len(reranked)} queries; encoding {1e3 * reranker.timings.get('encode', 0) / n:.2f} "

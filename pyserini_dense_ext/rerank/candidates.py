@@ -6,7 +6,7 @@ once, so reranking and training move int32 arrays (4 bytes a candidate), never s
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Mapping, Sequence
+from typing import Callable, Mapping, Sequence
 
 import numpy as np
 
@@ -52,16 +52,19 @@ def docids_to_ids(docids: Sequence[Sequence[str]], doc_index: Mapping[str, int],
 
 
 def candidates_from_run(run: Run, doc_index: Mapping[str, int], depth: int | None = None,
-                        qids: Sequence[str] | None = None, source: str = "run") -> Candidates:
+                        qids: Sequence[str] | None = None, source: str = "run",
+                        hint: Callable[[str], str] | None = None) -> Candidates:
     """The top ``depth`` hits (all when None) of each query in ``qids`` (default: the run's) as int32 ids.
 
     A docid the index lacks is an :class:`InputError` naming the run and the field: reranking against
     vectors of another corpus would silently score nothing. (``read_run(path, docids=...)`` names the line.)
+    ``hint`` adds to that error what the docid suggests (say, that the index holds its passages).
     """
     qids = list(run) if qids is None else list(qids)
     try:
         ids = docids_to_ids([[d for d, _ in run.get(q, ())] for q in qids], doc_index, depth)
     except UnknownDocid as e:
         raise InputError(source, f"docid {e.docid!r} (query {qids[e.row]!r}) is not in the dense index: the run and "
-                                 "the index must come from the same corpus", field="docid") from None
+                                 "the index must come from the same corpus" + (hint(e.docid) if hint else ""),
+                         field="docid") from None
     return Candidates(qids, ids)

@@ -19,6 +19,18 @@ def candidate_scores(queries: torch.Tensor, docs: torch.Tensor, valid: torch.Ten
     return scores if valid is None else scores.masked_fill(~valid, float("-inf"))
 
 
+def max_row_scores(query: torch.Tensor, rows: torch.Tensor, segments: torch.Tensor, n: int) -> torch.Tensor:
+    """One query ``(d,)`` against ``n`` candidates whose rows vary in number (passages, MaxP): ``(n,)`` scores.
+
+    ``rows`` ``(R, d)`` are all the candidates' rows together, ``segments`` ``(R,)`` the candidate each belongs
+    to (:meth:`~pyserini_dense_ext.index.vectors.DocVectors.gather_rows`). A candidate's score is the maximum
+    inner product over its rows, as :func:`candidate_scores` takes it over m; one with no rows (padding) scores
+    -inf. One matrix-vector product and one scatter, however the rows are spread.
+    """
+    scores = rows @ query
+    return torch.full((n,), float("-inf"), dtype=scores.dtype).scatter_reduce(0, segments, scores, "amax")
+
+
 def sort_by_score(scores: np.ndarray, ids: np.ndarray, k: int | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Sort each row best first (a stable sort: ties keep first-stage order); padding (-inf) goes last.
 

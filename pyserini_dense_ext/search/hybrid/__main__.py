@@ -40,7 +40,7 @@ EXAMPLE = """examples (SciFact, MiniLM + BM25):
            --output runs/scifact.hybrid.trec --hits 1000 --threads 2
 
   # CODER: a group "rerank --encoder CODER_DIR" re-scores each fused list against the dense index's
-  # stored vectors (docs/coder.md)
+  # stored vectors (docs/coder.md); with run --max-passage, each fused document by its best passage
 
 fusion """ + METHOD_LIST
 
@@ -81,20 +81,20 @@ def hybrid_search(dense: argparse.Namespace, sparse: argparse.Namespace, fusion:
         raise ValueError("--hits, --batch-size and --threads must be positive")
     if run.max_passage_hits < 1:
         raise ValueError("--max-passage-hits must be positive")
-    if rerank is not None and rerank.encoder is not None and run.max_passage and rerank.index is None:
-        raise ValueError("with --max-passage the dense index holds passages, but the rerank group scores the fused "
-                         "documents by their stored vectors: give rerank --index a document-level index")
     qids = set(read_qrels(run.qids_from)) if run.qids_from else None
     topics = read_topics(run.topics, qids)
-    hybrid = hybrid_from_groups(dense, sparse, run.max_passage_delimiter if run.max_passage else None)
+    delimiter = run.max_passage_delimiter if run.max_passage else None
+    hybrid = hybrid_from_groups(dense, sparse, delimiter)
     warn_unless_max_passage(run.max_passage, hybrid.dense_searcher, dense.index)
     warn_unless_max_passage(run.max_passage, LuceneRecord.of(sparse.index), sparse.index)
-    reranker = reranker_from_group(rerank, dense, progress=not run.quiet) if rerank is not None else None
+    reranker = (reranker_from_group(rerank, dense, progress=not run.quiet, max_passage_delimiter=delimiter)
+                if rerank is not None else None)
     start = time.perf_counter()
-    fused = hybrid.search_run(topics, k0=fusion.hits, k=run.max_passage_hits if run.max_passage else run.hits,
-                              threads=run.threads, fusion=chosen, chunk_size=run.batch_size, progress=not run.quiet)
-    if reranker is not None:
-        fused = reranker.rerank_run(topics, fused, rerank.depth, run.hits, progress=not run.quiet)
+    written = run.max_passage_hits if run.max_passage else run.hits
+    fused = hybrid.search_run(topics, k0=fusion.hits, k=written, threads=run.threads, fusion=chosen,
+                              chunk_size=run.batch_size, progress=not run.quiet)
+    if reranker is not None:  # with --max-passage, the fused documents by their best passage in the index
+        fused = reranker.rerank_run(topics, fused, rerank.depth, written, progress=not run.quiet)
         hybrid.timings.update({f"rerank {k}": v for k, v in reranker.timings.items()})
     elapsed = time.perf_counter() - start
     write_run(run.output, fused, tag=run.run_tag or f"hybrid-{fusion.method}", fmt=run.output_format)

@@ -76,7 +76,8 @@ def run_group() -> argparse.ArgumentParser:
 
 def rerank_group() -> argparse.ArgumentParser:
     rerank = argparse.ArgumentParser(prog="... rerank", description="Optional: rerank each fused list with a query "
-                                     "encoder (a CODER model, say) against the dense index's stored vectors.")
+                                     "encoder (a CODER model, say) against the dense index's stored vectors (with "
+                                     "run --max-passage, each fused document scores the max over its passages).")
     add_encoder_options(rerank, encoder_default="no reranking")
     rerank.add_argument("--index", default=None, help="dense index whose vectors score the fused candidates "
                                                       "(default: the dense group's)")
@@ -87,16 +88,18 @@ def rerank_group() -> argparse.ArgumentParser:
     return rerank
 
 
-def reranker_from_group(rerank: argparse.Namespace, dense: argparse.Namespace, progress: bool = True
-                        ) -> Reranker | None:
-    """The :class:`Reranker` the ``rerank`` group asks for; None without ``--encoder``."""
+def reranker_from_group(rerank: argparse.Namespace, dense: argparse.Namespace, progress: bool = True,
+                        max_passage_delimiter: str | None = None) -> Reranker | None:
+    """The :class:`Reranker` the ``rerank`` group asks for; None without ``--encoder``. With
+    ``max_passage_delimiter`` (``run --max-passage``) documents are scored by their best passage (MaxP)."""
     if rerank.encoder is None:
         return None
     if rerank.depth is not None and rerank.depth < 1:
         raise ValueError("rerank --depth must be positive")
     return Reranker(rerank.index or dense.index, rerank.encoder, vectors=rerank.vectors,
                     vectors_cache=rerank.vectors_cache, family=rerank.family,
-                    device=rerank.device, batch_size=rerank.batch_size, progress=progress, **encoder_overrides(rerank))
+                    device=rerank.device, batch_size=rerank.batch_size, progress=progress,
+                    max_passage_delimiter=max_passage_delimiter, **encoder_overrides(rerank))
 
 
 def hybrid_from_groups(dense: argparse.Namespace, sparse: argparse.Namespace,
