@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -111,15 +112,20 @@ def test_passage_stream_is_the_split_corpus_read_as_a_stream(tiny_bert, passage_
 
 
 # ---------------------------------------------------------------- dense: ours against Pyserini's FaissSearcher
-@pytest.fixture(scope="module")
-def dense_passages(tmp_path_factory, tiny_family_dirs, passage_corpus):
+def encode_passages(tmp_path_factory, model_dir, corpus) -> Path:
+    """``encode --passages LEN STRIDE --title-prefix`` of ``corpus`` with ``model_dir``: the index dir."""
     from pyserini_dense_ext.encode.__main__ import main
 
-    out = tmp_path_factory.mktemp("dense") / "index"
-    assert main(["input", "--corpus", str(passage_corpus), "--passages", str(LEN), str(STRIDE), "--title-prefix",
-                 "encoder", "--encoder", str(tiny_family_dirs["repbert"]), "output", "--index", str(out),
+    out = tmp_path_factory.mktemp("passages") / "index"
+    assert main(["input", "--corpus", str(corpus), "--passages", str(LEN), str(STRIDE), "--title-prefix",
+                 "encoder", "--encoder", str(model_dir), "output", "--index", str(out),
                  "--chunk-size", "50", "--quiet"]) == 0
     return out
+
+
+@pytest.fixture(scope="module")
+def dense_passages(tmp_path_factory, tiny_family_dirs, passage_corpus):
+    return encode_passages(tmp_path_factory, tiny_family_dirs["repbert"], passage_corpus)
 
 
 def pyserini_max_passage(hits, max_passage_hits, delimiter="#"):
@@ -313,13 +319,7 @@ def test_max_passage_equals_pyserinis_writer_on_random_lists():
 @pytest.fixture(scope="module")
 def mebert_passages(tmp_path_factory, tiny_family_dirs, passage_corpus):
     """ME-BERT over passages: m rows per passage, so a document is m x (its passages) rows."""
-    from pyserini_dense_ext.encode.__main__ import main
-
-    out = tmp_path_factory.mktemp("mebert") / "index"
-    assert main(["input", "--corpus", str(passage_corpus), "--passages", str(LEN), str(STRIDE), "--title-prefix",
-                 "encoder", "--encoder", str(tiny_family_dirs["mebert"]), "output", "--index", str(out),
-                 "--chunk-size", "50", "--quiet"]) == 0
-    return out
+    return encode_passages(tmp_path_factory, tiny_family_dirs["mebert"], passage_corpus)
 
 
 def passage_reference(index_dir, model_dir):
