@@ -229,3 +229,23 @@ def test_a_row_not_measured_yet_prints_its_scores_and_passes_check(small, tmp_pa
     out = capsys.readouterr().out
     assert "new (no expected values yet)" in out and f"{want['ndcg@10']:.4f}" in out
     assert "| `unmeasured` | unmeasured | not measured yet |" in page(load(matrix))
+
+
+def test_a_step_builds_the_steps_its_commands_name_first(small, tmp_path, capsys):
+    """A row naming only a trained model's index still gets the model and the runs it was trained on."""
+    write, want = small
+    matrix = write(want["ndcg@10"])
+    with (matrix / "small.yaml").open("a") as f:
+        f.write("  - name: from-second-step\n    run_file: \"{again}/b.trec\"\n"
+                "    expected: {ndcg@10: %s}\n" % want["ndcg@10"])
+    text = (matrix / "small.yaml").read_text().replace(
+        "steps:\n", f"steps:\n  again: fuse --runs {{fused}}/a.trec {tmp_path}/b.trec --method rrf --output {{out}}/b.trec\n")
+    (matrix / "small.yaml").write_text(text)
+    assert load(matrix).rows["from-second-step"].needs(load(matrix).steps) == ["fused", "again"]
+    argv = ["--matrix", str(matrix), "--scratch", str(tmp_path / "scratch"), "--run", "from-second-step"]
+    assert main(argv) == 0  # no row run before it built `fused`
+    err = capsys.readouterr().err
+    assert err.index("step fused: building") < err.index("step again: building")
+    (matrix / "small.yaml").write_text(text.replace("fused: fuse --runs", "fused: fuse --runs {again}/b.trec"))
+    with pytest.raises(ValueError, match="cycle: again -> fused -> again|cycle: fused -> again -> fused"):
+        load(matrix)

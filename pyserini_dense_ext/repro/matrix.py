@@ -66,9 +66,8 @@ class Row:
     notes: dict[str, str] = field(default_factory=dict)
 
     def needs(self, steps: dict[str, "Step"]) -> list[str]:
-        """Steps this row's commands or run file name, in the matrix's order."""
-        used = set().union(*(placeholders(t) for t in (*self.commands, self.run_file)))
-        return [s for s in steps if s in used]
+        """Steps this row's commands or run file name, with the steps those need, in build order."""
+        return needed(set().union(*(placeholders(t) for t in (*self.commands, self.run_file))), steps)
 
     def cell(self, key: str) -> str:
         """A table cell: an expected metric (4 decimals), a note, the label or (``row``) the command re-running it."""
@@ -88,6 +87,25 @@ class Step:
     name: str
     collection: str
     commands: tuple[str, ...]
+
+
+def needed(names: set[str], steps: dict[str, Step]) -> list[str]:
+    """The steps among ``names`` and, first, every step their commands name (a trained model's runs, an
+    index's model): the order to build them in. A step naming itself, directly or not, is an error."""
+    order: list[str] = []
+
+    def visit(name: str, path: tuple[str, ...]) -> None:
+        if name in path:
+            raise ValueError(f"steps name each other in a cycle: {' -> '.join((*path, name))}")
+        if name in order:
+            return
+        for dep in sorted(set().union(*(placeholders(c) for c in steps[name].commands)) & set(steps)):
+            visit(dep, (*path, name))
+        order.append(name)
+
+    for name in [s for s in steps if s in names]:
+        visit(name, ())
+    return order
 
 
 @dataclass(frozen=True)
@@ -319,6 +337,7 @@ def check(matrix: Matrix) -> None:
             bad = placeholders(command) - known - {"run"}
             if bad:
                 raise ValueError(f"step {step.name!r}: unknown placeholder(s) {sorted(bad)}")
+    needed(set(matrix.steps), matrix.steps)  # no cycles
     for row in matrix.rows.values():
         for template in (*row.commands, row.run_file):
             bad = placeholders(template) - known - {"out"}
