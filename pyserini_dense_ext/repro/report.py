@@ -135,8 +135,9 @@ def page(matrix: Matrix) -> str:
            "command named in their source note.", "",
            "Adding a row is a few lines in its collection's YAML (`name`, `label`, `run` commands writing `{run}` or a",
            "`run_file`, `expected` metrics, `measured` date; a build several rows share goes under `steps`), then",
-           "`repro --write-docs`. A docs table shows the row once its name is in that table's `rows`; tables sit in",
-           "README.md and docs/*.md between `<!-- repro:table NAME -->` and `<!-- /repro:table -->`.", ""]
+           "`repro --write-docs`. A docs table shows the row once its name is in that table's `rows` (or a grid",
+           "table's cells); tables sit in README.md and docs/*.md between `<!-- repro:table NAME -->` and",
+           "`<!-- /repro:table -->`.", ""]
     for path, spec in matrix.files.items():
         rows = [r for r in matrix.rows.values() if r.source == path]
         if not rows:
