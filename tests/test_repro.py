@@ -18,7 +18,8 @@ from pyserini_dense_ext.io import InputError, read_qrels, write_run
 from pyserini_dense_ext.repro import expected, load
 from pyserini_dense_ext.repro.__main__ import main
 from pyserini_dense_ext.repro.bench import ratio
-from pyserini_dense_ext.repro.report import MARKED, bench_table, docs_files, generated, markdown_table, page
+from pyserini_dense_ext.repro.report import (MARKED, bench_table, docs_files, generated, markdown_table, page,
+                                             render_marked)
 from pyserini_dense_ext.repro.runner import Runner, command_modules
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -205,6 +206,50 @@ def test_grid_tables_put_rows_of_several_matrices_side_by_side(tmp_path):
     (tmp_path / "b.yaml").write_text("rows:\n  - {name: b1, run: fuse, expected: {recall@100: 0.4}}\n")
     with pytest.raises(ValueError, match="row 'b1' has no expected ndcg@10"):
         load(tmp_path)
+
+def test_grid_cells_show_notes_bench_figures_and_alignment(tmp_path):
+    """ROW:NOTE and ROW:row cells, {bench: NAME} cells (the row's format or the cell's), {bench:NAME} inside text,
+    labels and bench descriptions, align; detail bench rows stay out of the summary table."""
+    (tmp_path / "a.yaml").write_text(textwrap.dedent("""
+        rows:
+          - {name: r1, run: fuse, expected: {ndcg@10: 0.8055}, notes: {dev: "0.8095", kept: 180 / 210}}
+        bench:
+          - {name: fast, what: "rerank, ms/query", script: s.py, json: x.json, value: [a], target: 2, better: lower,
+             format: "{:.2f} ms", last: 0.15, baseline: "(FAISS {bench:faiss} here)"}
+          - {name: faiss, what: FAISS, script: s.py, json: x.json, value: [b], format: "{:.2f} ms", last: 2.03,
+             detail: true}
+          - {name: mem, what: memory, script: s.py, json: x.json, value: [c], format: "{:.0f} MiB", last: 793,
+             detail: true}
+        tables:
+          g:
+            label: run
+            columns: [dev, test, kept, speed, FAISS, memory, reproduce]
+            align: -rrrrrr-
+            lines:
+              - label: "CODER ({bench:mem})"
+                cells: ["r1:dev", "r1:ndcg@10", "r1:kept", {bench: fast}, {bench: faiss, format: "{:.2f}"},
+                        {text: "peak {bench:mem}"}, "r1:row"]
+        """))
+    matrix = load(tmp_path)
+    assert markdown_table(matrix.tables["g"], matrix).splitlines() == [
+        "| run | dev | test | kept | speed | FAISS | memory | reproduce |", "|---|---:|---:|---:|---:|---:|---:|---|",
+        "| CODER (793 MiB) | 0.8095 | 0.8055 | 180 / 210 | 0.15 ms | 2.03 | peak 793 MiB | `dense-ext-repro --run r1` |"]
+    summary = render_marked("<!-- repro:table bench -->\nold\n<!-- /repro:table -->", matrix)
+    assert "(FAISS 2.03 ms here)" in summary and "| FAISS |" not in summary and "| memory |" not in summary
+    assert "| FAISS (detail) |" in page(matrix) and "| memory (detail) |" in page(matrix)
+    text = (tmp_path / "a.yaml").read_text()
+    for old, new, error in (('"r1:kept"', '"r1:seen"', "row 'r1' has no expected metric or note 'seen'"),
+                            ("{bench: faiss,", "{bench: nowhere,", "table 'g' names no bench row 'nowhere'"),
+                            ("FAISS {bench:faiss}", "FAISS {bench:gone}", "bench row 'fast' names no other bench row"),
+                            ('"r1:ndcg@10"', "r1", "names a row without a metric"),
+                            ("align: -rrrrrr-", "align: -rr", "align: one of"),
+                            ("detail: true}\n  - {name: mem", "detial: true}\n  - {name: mem",
+                             r"unknown key\(s\) \['detial'\]")):
+        assert old in text
+        (tmp_path / "a.yaml").write_text(text.replace(old, new))
+        with pytest.raises((ValueError, InputError), match=error):
+            load(tmp_path)
+
 
 def test_reuse_takes_a_step_built_elsewhere(small, tmp_path, capsys):
     write, want = small

@@ -80,7 +80,7 @@ def main(argv: list[str] | None = None) -> int:
                 run_bench(b)
                 ran.add((b.script, b.args))
         measured = {b.name: ratio(b) for b in chosen}
-        print(bench_table(chosen, measured))
+        print(bench_table(chosen, measured, every=matrix.bench))
         return 0
     rows = matrix.select(args.run, fast=args.fast)
     if not rows:

@@ -21,6 +21,16 @@ A command is a console script's name without ``dense-ext-`` (``encode``, ``searc
 (the demo extra's MiniLM dir), ``{run}`` (the row's run file), ``{out}`` (a step's output) and
 ``{STEP}`` (the output dir of step STEP, which the row then needs). ``same_as: ROW`` also checks
 that the two rows' run files rank every query identically.
+
+``tables`` generate the docs' tables (``report.py``). A plain table lists ``rows`` with ``columns``
+(header -> an expected metric, a note, ``label`` or ``row``). A grid table (``lines``) types each
+line's label and one cell per column: ``ROW`` (the table's ``metric``), ``ROW:METRIC``, ``ROW:NOTE``
+(a note, e.g. a dev-split figure no qrels split can check; ``ROW:row``: the command re-running it),
+several of those in a list (joined by " / "), ``{bench: NAME}`` (a bench row's last figure, written
+by its ``format`` or the cell's own ``format``) or ``{text: ...}``. Text cells, labels and a bench
+row's ``what`` and ``baseline`` may hold ``{bench:NAME}``, replaced by that figure. ``align`` (one
+of ``l r c -`` per column) aligns the columns. A bench row marked ``detail: true`` is a figure for
+such tables: docs/reproductions.md lists it, the ``bench`` summary table does not.
 """
 from __future__ import annotations
 
@@ -39,6 +49,8 @@ MATRIX_DIR = ROOT / "repro"
 BENCH_FILE = "bench.yaml"
 EMBEDDED = {"cranfield": Path(__file__).resolve().parents[1] / "data" / "cranfield"}
 BUILTIN_PLACEHOLDERS = {"data", "corpus", "topics", "qrels", "scratch", "minilm", "run", "out"}
+BENCH_REF = re.compile(r"\{bench:([\w.-]+)\}")  # a bench row's figure inside text
+ALIGN = {"-": "---", "l": ":---", "r": "---:", "c": ":---:"}
 
 
 def placeholders(template: str) -> set[str]:
@@ -109,11 +121,33 @@ def needed(names: set[str], steps: dict[str, Step]) -> list[str]:
 
 
 @dataclass(frozen=True)
+class BenchCell:
+    """A grid cell showing a bench row's last figure, written by the row's format or the cell's own."""
+
+    name: str
+    format: str | None = None
+
+
+def cell_key(ref: str, metric: str | None) -> tuple[str, str, bool]:
+    """A grid cell's row reference -> (row, key, is a metric): ``ROW`` is the table's metric, ``ROW:KEY`` another
+    metric when KEY is one (``ROW:recall@100``), else the row's :meth:`Row.cell` KEY: a note (``ROW:dev``),
+    ``label`` or ``row``."""
+    row, colon, key = ref.partition(":")
+    if not colon:
+        return row, str(metric), True
+    try:
+        return row, parse_metric(key).name, True
+    except ValueError:
+        return row, key, False
+
+
+@dataclass(frozen=True)
 class Line:
-    """One line of a grid table: a label, then per column a row name, several joined by " / ", or literal text."""
+    """One line of a grid table: a label, then per column row names (several joined by " / "), a bench figure
+    or literal text."""
 
     label: str
-    cells: tuple[tuple[str, ...] | str, ...]  # row names (ROW:METRIC for another metric), or text typed in the YAML
+    cells: tuple[tuple[str, ...] | str | BenchCell, ...]  # ROW, ROW:METRIC or ROW:NOTE names; text; a bench row
     bold: bool = False  # the numbers in bold
     mean: str | None = None  # text for the mean column (a line whose cells are not all rows)
 
@@ -132,14 +166,21 @@ class Table:
     metric: str | None = None
     mean: str | None = None  # header of the mean column, when asked
     label: str | None = None  # header of a grid's label column (default: the metric)
+    align: str | None = None  # per column (the label column first): l, r, c or - (markdown's default)
 
-    def cell_refs(self) -> list[tuple[str, str]]:
-        """(row, metric) of every grid cell that names a row."""
-        return [(n.split(":")[0], parse_metric(n.split(":")[1]).name if ":" in n else str(self.metric))
-                for line in self.lines for c in line.cells if not isinstance(c, str) for n in c]
+    def cell_refs(self) -> list[tuple[str, str, bool]]:
+        """(row, key, is a metric) of every grid cell that names a row (:func:`cell_key`)."""
+        return [cell_key(n, self.metric) for line in self.lines for c in line.cells if isinstance(c, tuple)
+                for n in c]
 
     def row_names(self) -> list[str]:
-        return [*self.rows, *(name for name, _ in self.cell_refs())]
+        return [*self.rows, *(name for name, _, _ in self.cell_refs())]
+
+    def bench_names(self) -> list[str]:
+        """Bench rows the table shows: ``{bench: NAME}`` cells and ``{bench:NAME}`` inside text and labels."""
+        texts = [t for line in self.lines for t in (line.label, line.mean or "", *line.cells) if isinstance(t, str)]
+        return [*(c.name for line in self.lines for c in line.cells if isinstance(c, BenchCell)),
+                *(m.group(1) for t in texts for m in BENCH_REF.finditer(t))]
 
 
 @dataclass(frozen=True)
@@ -159,6 +200,7 @@ class Bench:
     over: tuple[str, ...] = ()  # when given, the figure is value / over (two numbers the script writes)
     better: str = "higher"  # "lower": the target is a ceiling (an overhead, a time, a memory growth)
     format: str = "{:.2f}x"  # how the figure and the target are written
+    detail: bool = False  # a figure for a docs table ({bench: NAME}), not a line of the summary table
 
     def show(self, value: float) -> str:
         return self.format.format(value)
@@ -226,8 +268,22 @@ def _mapping(value: Any, path: Path, where: str) -> dict:
 
 ROW_KEYS = {"name", "label", "run", "run_file", "expected", "tolerance", "fast", "seconds", "measured", "same_as",
             "notes", "split"}
-TABLE_KEYS = {"rows", "columns", "lines", "metric", "mean", "label"}
+TABLE_KEYS = {"rows", "columns", "lines", "metric", "mean", "label", "align"}
+BENCH_KEYS = {"name", "what", "script", "args", "json", "value", "target", "last", "measured", "baseline", "over",
+              "better", "format", "detail"}
 FILE_KEYS = {"title", "collection", "split", "fast", "tolerance", "steps", "rows", "tables", "bench", "about"}
+
+
+def _cell(value: Any, path: Path, where: str) -> tuple[str, ...] | str | BenchCell:
+    """One grid cell as typed: row names (a name or a list), ``{text: ...}`` or ``{bench: NAME}``."""
+    if isinstance(value, dict):
+        if set(value) == {"text"}:
+            return str(value["text"])
+        if "bench" in value and set(value) <= {"bench", "format"}:
+            return BenchCell(str(value["bench"]), str(value["format"]) if "format" in value else None)
+        raise InputError(path, "a cell is ROW[:KEY], a list of them, {text: ...} or {bench: NAME[, format: ...]}, "
+                               f"not {value!r}", field=where)
+    return tuple(map(str, value if isinstance(value, list) else [value]))
 
 
 def read_file(path: Path, matrix: Matrix) -> None:
@@ -288,8 +344,8 @@ def read_file(path: Path, matrix: Matrix) -> None:
         columns = table.get("columns", {})
         lines = []
         if "lines" in table:  # a grid: columns is a list of headers, each line a label and one cell per column
-            if not isinstance(columns, list) or "metric" not in table:
-                raise InputError(path, "a table with lines needs 'metric' and 'columns' as a list of headers",
+            if not isinstance(columns, list):
+                raise InputError(path, "a table with lines needs 'columns' as a list of headers",
                                  field=f"tables.{name}")
             for i, line in enumerate(table["lines"] or []):
                 line = _mapping(line, path, f"tables.{name}.lines[{i}]")
@@ -297,24 +353,37 @@ def read_file(path: Path, matrix: Matrix) -> None:
                 if not isinstance(cells, list) or len(cells) != len(columns):
                     raise InputError(path, f"needs {len(columns)} cells, one per column",
                                      field=f"tables.{name}.lines[{i}]")
-                lines.append(Line(str(line.get("label", "")), tuple(
-                    str(c["text"]) if isinstance(c, dict) and "text" in c
-                    else tuple(map(str, c if isinstance(c, list) else [c])) for c in cells), bool(line.get("bold")),
-                    str(line["mean"]["text"]) if isinstance(line.get("mean"), dict) else None))
+                lines.append(Line(str(line.get("label", "")),
+                                  tuple(_cell(c, path, f"tables.{name}.lines[{i}]") for c in cells),
+                                  bool(line.get("bold")),
+                                  str(line["mean"]["text"]) if isinstance(line.get("mean"), dict) else None))
+            bare = [n for line in lines for c in line.cells if isinstance(c, tuple) for n in c if ":" not in n]
+            if bare and "metric" not in table:
+                raise InputError(path, f"cell {bare[0]!r} names a row without a metric: give the table a 'metric' "
+                                       "or write ROW:METRIC", field=f"tables.{name}")
             columns = {str(c): str(c) for c in columns}
+        align = str(table["align"]) if "align" in table else None
+        width = len(columns) + ("lines" in table) + bool(table.get("mean"))
+        if align is not None and (len(align) != width or set(align) - set(ALIGN)):
+            raise InputError(path, f"align: one of {' '.join(ALIGN)} per column ({width})", field=f"tables.{name}")
         matrix.tables[name] = Table(name, tuple(table.get("rows", ())),
                                     {str(k): str(v) for k, v in _mapping(columns, path,
                                                                          f"tables.{name}.columns").items()},
                                     tuple(lines), str(parse_metric(str(table["metric"])).name)
                                     if "metric" in table else None,
                                     str(table["mean"]) if table.get("mean") else None,
-                                    str(table["label"]) if "label" in table else None)
+                                    str(table["label"]) if "label" in table else None, align)
     for i, b in enumerate(spec.get("bench", []) or []):
         b = _mapping(b, path, f"bench[{i}]")
         where = f"bench.{b.get('name', i)}"
         missing = {"name", "script", "json", "value", "what"} - set(b)
         if missing:
             raise InputError(path, f"missing {sorted(missing)}", field=where)
+        if set(b) - BENCH_KEYS:
+            raise InputError(path, f"unknown key(s) {sorted(set(b) - BENCH_KEYS)}; known: {sorted(BENCH_KEYS)}",
+                             field=where)
+        if b["name"] in matrix.bench:
+            raise InputError(path, f"bench row {b['name']!r} is named twice", field=where)
         value = b["value"] if isinstance(b["value"], list) else [b["value"]]
         over = b.get("over", [])
         over = over if isinstance(over, list) else [over]
@@ -326,7 +395,7 @@ def read_file(path: Path, matrix: Matrix) -> None:
             last=_number(b.get("last"), path, f"{where}.last"), measured=_date(b.get("measured"), path,
                                                                                 f"{where}.measured"),
             baseline=str(b.get("baseline", "")), over=tuple(map(str, over)), better=str(b.get("better", "higher")),
-            format=str(b.get("format", "{:.2f}x")))
+            format=str(b.get("format", "{:.2f}x")), detail=bool(b.get("detail", False)))
 
 
 def check(matrix: Matrix) -> None:
@@ -350,9 +419,18 @@ def check(matrix: Matrix) -> None:
         for name in table.row_names():
             if name not in matrix.rows:
                 raise ValueError(f"table {table.name!r} names no row {name!r}")
-        for name, metric in table.cell_refs():
-            if metric not in matrix.rows[name].expected:
-                raise ValueError(f"table {table.name!r}: row {name!r} has no expected {metric}")
+        for name, key, is_metric in table.cell_refs():
+            row = matrix.rows[name]
+            if key not in (row.expected if is_metric else (*row.notes, "label", "row")):
+                raise ValueError(f"table {table.name!r}: row {name!r} has no "
+                                 + (f"expected {key}" if is_metric else f"expected metric or note {key!r}"))
+        for name in table.bench_names():
+            if name not in matrix.bench:
+                raise ValueError(f"table {table.name!r} names no bench row {name!r}")
+    for bench in matrix.bench.values():
+        for m in BENCH_REF.finditer(bench.what + " " + bench.baseline):
+            if m.group(1) not in matrix.bench or m.group(1) == bench.name:
+                raise ValueError(f"bench row {bench.name!r} names no other bench row {m.group(1)!r}")
 
 
 def load(directory: str | Path = MATRIX_DIR) -> Matrix:

@@ -11,8 +11,7 @@ import re
 from pathlib import Path
 from typing import Sequence
 
-from ..eval.metrics import parse_metric
-from .matrix import ROOT, Bench, Matrix, Table
+from .matrix import ALIGN, BENCH_REF, ROOT, Bench, BenchCell, Matrix, Table, cell_key
 from .runner import Result
 
 PAGE = ROOT / "docs" / "reproductions.md"
@@ -41,17 +40,34 @@ def result_table(results: Sequence[Result]) -> str:
     return "\n".join(lines)
 
 
-def bench_table(benches: Sequence[Bench], measured: dict[str, float | None] | None = None) -> str:
-    """Markdown table of the speed matrix; ``measured`` adds this run's ratios."""
+def figure(bench: Bench, format: str | None = None) -> str:
+    """A bench row's last figure as its format (or ``format``) writes it."""
+    if bench.last is None:
+        return "not measured"
+    return format.format(bench.last) if format else bench.show(bench.last)
+
+
+def expand(text: str, bench: dict[str, Bench]) -> str:
+    """``text`` with every ``{bench:NAME}`` replaced by that bench row's last figure."""
+    return BENCH_REF.sub(lambda m: figure(bench[m.group(1)]), text)
+
+
+def bench_table(benches: Sequence[Bench], measured: dict[str, float | None] | None = None,
+                every: dict[str, Bench] | None = None, mark_detail: bool = False) -> str:
+    """Markdown table of the speed matrix; ``measured`` adds this run's ratios. ``every`` (default: ``benches``)
+    holds the rows a ``{bench:NAME}`` in a description may name; ``mark_detail`` marks the detail rows."""
+    every = every if every is not None else {b.name: b for b in benches}
     head = ["benchmark", "ours vs", "target", "last measured", "date", "script"]
     if measured is not None:
         head.insert(3, "this run")
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for b in benches:
-        cells = [b.what, b.baseline, b.show_target() if b.target else "—",
+        cells = [expand(b.what, every), expand(b.baseline, every), b.show_target() if b.target else "—",
                  (b.show(b.last) + (" (missed)" if b.missed(b.last) else "")) if b.last is not None
                  else "not measured", b.measured or "—",
                  f"`python {b.script}{' ' + b.args if b.args else ''}`"]
+        if mark_detail and b.detail:
+            cells[0] += " (detail)"
         if measured is not None:
             value = measured.get(b.name)
             cells.insert(3, (b.show(value) + (" (missed)" if b.missed(value) else "")) if value is not None else "—")
@@ -65,27 +81,34 @@ def _number(value: float) -> str:
     return text[:-1] if text.endswith("0") else text
 
 
+def _rule(table: Table, width: int) -> str:
+    """The header's separator line: markdown's default, or the table's ``align``."""
+    return "|" + "".join(ALIGN[a] + "|" for a in (table.align or "-" * width))
+
+
 def grid_table(table: Table, matrix: Matrix) -> str:
     """A grid table: per line a label and, per column, the metric of the rows named there (several joined by
-    " / ", ``ROW:METRIC`` for another metric) or text, and the mean of the columns when each is one row."""
-    def value(name: str) -> float:
-        row, _, metric = name.partition(":")
-        return matrix.rows[row].expected[parse_metric(metric).name if metric else table.metric]
+    " / ", ``ROW:METRIC`` for another metric), a row's note (``ROW:NOTE``), a bench row's figure or text, and the
+    mean of the columns when each is one row's metric."""
+    def value(name: str) -> float | str:
+        row, key, is_metric = cell_key(name, table.metric)
+        return matrix.rows[row].expected[key] if is_metric else matrix.rows[row].cell(key)
 
     head = [table.label if table.label is not None else table.metric or "", *table.columns]
     head += [table.mean] if table.mean else []
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    lines = ["| " + " | ".join(head) + " |", _rule(table, len(head))]
     for line in table.lines:
-        values = [None if isinstance(c, str) else [value(n) for n in c] for c in line.cells]
-        cells = [c if isinstance(c, str) else " / ".join(f"{v:.4f}" for v in vs)
+        values = [[value(n) for n in c] if isinstance(c, tuple) else None for c in line.cells]
+        cells = [" / ".join(f"{v:.4f}" if isinstance(v, float) else v for v in vs) if vs is not None
+                 else figure(matrix.bench[c.name], c.format) if isinstance(c, BenchCell) else expand(c, matrix.bench)
                  for c, vs in zip(line.cells, values)]
         if table.mean:
-            singles = [vs[0] for vs in values if vs is not None and len(vs) == 1]
-            cells.append(line.mean if line.mean is not None else
+            singles = [vs[0] for vs in values if vs is not None and len(vs) == 1 and isinstance(vs[0], float)]
+            cells.append(expand(line.mean, matrix.bench) if line.mean is not None else
                          _number(sum(singles) / len(singles)) if len(singles) == len(values) else "")
         if line.bold:
             cells = [f"**{c}**" if c else c for c in cells]
-        lines.append("| " + " | ".join([line.label, *cells]) + " |")
+        lines.append("| " + " | ".join([expand(line.label, matrix.bench), *cells]) + " |")
     return "\n".join(lines) + "\n"
 
 
@@ -93,7 +116,7 @@ def markdown_table(table: Table, matrix: Matrix) -> str:
     """A generated table: its columns' headers, one line per row (a grid table: :func:`grid_table`)."""
     if table.lines:
         return grid_table(table, matrix)
-    lines = ["| " + " | ".join(table.columns) + " |", "|" + "---|" * len(table.columns)]
+    lines = ["| " + " | ".join(table.columns) + " |", _rule(table, len(table.columns))]
     for name in table.rows:
         row = matrix.rows[name]
         lines.append("| " + " | ".join(row.cell(key) for key in table.columns.values()) + " |")
@@ -112,8 +135,9 @@ def page(matrix: Matrix) -> str:
            "command named in their source note.", "",
            "Adding a row is a few lines in its collection's YAML (`name`, `label`, `run` commands writing `{run}` or a",
            "`run_file`, `expected` metrics, `measured` date; a build several rows share goes under `steps`), then",
-           "`repro --write-docs`. A docs table shows the row once its name is in that table's `rows`; tables sit in",
-           "README.md and docs/*.md between `<!-- repro:table NAME -->` and `<!-- /repro:table -->`.", ""]
+           "`repro --write-docs`. A docs table shows the row once its name is in that table's `rows` (or a grid",
+           "table's cells); tables sit in README.md and docs/*.md between `<!-- repro:table NAME -->` and",
+           "`<!-- /repro:table -->`.", ""]
     for path, spec in matrix.files.items():
         rows = [r for r in matrix.rows.values() if r.source == path]
         if not rows:
@@ -144,7 +168,9 @@ def page(matrix: Matrix) -> str:
     if matrix.bench:
         out += ["## Speed", "", "`repro/bench.yaml`, run by `python -m pyserini_dense_ext.repro --bench [NAME...]`: "
                 "each script measures ours and Pyserini's own path (or bare FAISS / numpy) in the same run and "
-                "writes a JSON result; the ratio is read from it.", "", bench_table(list(matrix.bench.values())), ""]
+                "writes a JSON result; the ratio is read from it. Rows marked detail are figures of the docs' "
+                "tables (`{bench: NAME}` cells), left out of README's summary table.", "",
+                bench_table(list(matrix.bench.values()), every=matrix.bench, mark_detail=True), ""]
     return "\n".join(out)
 
 
@@ -153,7 +179,8 @@ def render_marked(text: str, matrix: Matrix) -> str:
     def fill(m: re.Match) -> str:
         name = m.group("name")
         if name == "bench":
-            return m.group(1) + bench_table(list(matrix.bench.values())) + "\n" + m.group(4)
+            summary = [b for b in matrix.bench.values() if not b.detail]
+            return m.group(1) + bench_table(summary, every=matrix.bench) + "\n" + m.group(4)
         if name not in matrix.tables:
             raise ValueError(f"<!-- repro:table {name} --> names no table of repro/*.yaml")
         return m.group(1) + markdown_table(matrix.tables[name], matrix) + m.group(4)
