@@ -55,7 +55,7 @@ RECIPE_TRAIN = {
     "repbert": TRAIN,
     "repbert-short": [*SHORT, *MINILM_SIDE, "--query-segment-id", "0", "--doc-segment-id", "1",
                       "--query-max-length", "256"],  # the TCT student's data and steps, RepBERT's loss
-    "mebert": [*SHORT, *MINILM_SIDE, *LONGER, "--num-vectors", "3"],
+    "mebert": [*SHORT, *MINILM_SIDE, *LONGER, "--num-vectors", "3", "--doc-max-length", "256"],  # 256 > 192 on dev
     "debert": [*SHORT, *MINILM_SIDE, *LONGER, "--num-vectors", "1"],
     "colbert": SHORT,
     "tct_colbert": [*SHORT, "--l2-norm", "--score-scale", "20"],
