@@ -282,3 +282,33 @@ def test_cli_unknown_metric_and_missing_file(small_files, capsys):
     assert exc.value.code == 2 and "unknown metric 'ndcg@ten'" in capsys.readouterr().err
     assert main(["--run", str(run) + ".missing", "--qrels", str(qrels)]) == 2
     assert "run file does not exist" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------- bench/seen_positives.py
+
+def test_seen_positives_splits_queries_by_documents_training_judged(tmp_path):
+    """A query is 'seen' when one of its relevant documents is relevant to a training query (a judged
+    but non-relevant training document does not count); each part is scored on its own queries only."""
+    train = tmp_path / "train.qrels"
+    train.write_text("t1 0 d1 1\nt1 0 d9 0\nt2 0 d2 2\n")
+    test = tmp_path / "test.qrels"
+    test.write_text("a 0 d1 1\na 0 d5 1\nb 0 d9 1\nc 0 d2 1\nd 0 d7 1\n")
+    run = tmp_path / "run.trec"
+    run.write_text("a Q0 d1 1 3.0 x\na Q0 d5 2 2.0 x\nb Q0 d3 1 1.0 x\nb Q0 d9 2 0.5 x\n"
+                   "c Q0 d4 1 1.0 x\nd Q0 d7 1 1.0 x\n")
+    sys.path.insert(0, str(ROOT / "bench"))
+    try:
+        import seen_positives
+    finally:
+        sys.path.remove(str(ROOT / "bench"))
+    result = seen_positives.main(["--run", f"r={run}", "--qrels", str(test), "--train-qrels", str(train),
+                                  "--metric", "ndcg@10", "--output", str(tmp_path / "out.json")])
+    assert result["queries"] == {"seen": 2, "unseen": 2}
+    qrels, ranked = read_qrels(test), read_run(run)
+    per_query = evaluate_per_query(ranked, qrels, ["ndcg@10"])
+    scores = result["runs"]["r"]
+    assert scores["seen"] == pytest.approx((per_query["a"]["ndcg@10"] + per_query["c"]["ndcg@10"]) / 2)
+    assert scores["unseen"] == pytest.approx((per_query["b"]["ndcg@10"] + per_query["d"]["ndcg@10"]) / 2)
+    assert scores["all"] == pytest.approx(evaluate(ranked, qrels, ["ndcg@10"], complete=True)["ndcg@10"])
+    assert scores["seen"] != scores["unseen"]
+    assert json.loads((tmp_path / "out.json").read_text()) == result
