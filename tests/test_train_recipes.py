@@ -109,6 +109,28 @@ def test_loss_falls_and_training_ranking_improves(recipe, toy, toy_run, tiny, te
         assert json.loads((out / "training.json").read_text())["teacher"]["path"] == str(teacher)
 
 
+def test_mebert_trains_from_a_debert_dir_keeping_its_cls_vector(toy, toy_run, tiny, tmp_path):
+    """The two-stage ME-BERT of docs/training.md: a DE-BERT dir (m=1) with ``--num-vectors 3`` starts
+    from DE-BERT's weights, so slot 0 of every document is DE-BERT's vector, and the saved dir is m=3."""
+    debert = tmp_path / "debert"
+    extra = ["--negatives", str(toy_run), *TOY_OPTIONS["debert"], "--dev-fraction", "0"]
+    assert train_main(argv("debert", toy, tiny, debert, "--epochs", "2", *extra)) == 0
+    texts = ["a short document", "another one, a little longer than the first"]
+    m1 = load_model(debert, strict=True).encode(texts, "document")
+    start = load_model(debert, num_vectors=3)
+    m3 = start.encode(texts, "document")
+    assert m1.shape[:2] == (2, 1) and m3.shape == (2, 3, m1.shape[2])
+    np.testing.assert_allclose(m3[:, 0], m1[:, 0], atol=1e-6)
+    assert not np.allclose(m3[:, 1], m1[:, 0], atol=1e-3)  # the other slots start as token vectors
+    mebert = tmp_path / "mebert"
+    assert train_main(argv("debert", toy, debert, mebert, "--epochs", "6", *extra, "--num-vectors", "3")) == 0
+    config = json.loads((mebert / "dense_ext.json").read_text())
+    assert config["family"] == "mebert" and config["num_vectors"] == 3
+    assert json.loads((mebert / "training.json").read_text())["base_model"]["path"] == str(debert)
+    before, after = train_ranking(start, toy), train_ranking(load_model(mebert, strict=True), toy)
+    assert after > before + 0.1, (before, after)
+
+
 def test_mebert_loss_is_cross_entropy_of_the_max_over_m(toy, toy_run, tiny, tmp_path):
     """Recomputed: softmax over the batch's documents scored by their best of m vectors, other positives out."""
     args = TrainArgs(model=str(tiny), output=str(tmp_path / "o"), data=str(toy), dev_fraction=0.0, batch_size=6,
