@@ -20,10 +20,11 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from common import OUTPUT, default_data  # noqa: E402
-from pyserini_dense_ext.eval import evaluate  # noqa: E402
-from pyserini_dense_ext.train.data import positives  # noqa: E402
+from pyserini_dense_ext.eval import evaluate_per_query, mean_metrics  # noqa: E402
+from pyserini_dense_ext.io.errors import InputError  # noqa: E402
 from pyserini_dense_ext.io.qrels import Qrels, read_qrels  # noqa: E402
 from pyserini_dense_ext.io.runs import read_run  # noqa: E402
+from pyserini_dense_ext.train.data import positives  # noqa: E402
 
 
 def split_by_seen(qrels: Qrels, train_qrels: Qrels) -> dict[str, Qrels]:
@@ -48,18 +49,23 @@ def main(argv: list[str] | None = None) -> dict:
     args = parser.parse_args(argv)
     if not args.qrels or not args.train_qrels:
         parser.error("no SciFact under ../shared/data or $DENSE_EXT_DATA: pass --qrels and --train-qrels")
-    parts = split_by_seen(read_qrels(args.qrels), read_qrels(args.train_qrels))
-    result = {"metric": args.metric, "queries": {name: len(q) for name, q in parts.items()}, "runs": {}}
-    print(f"{'run':<28} {'all':>7} " + " ".join(f"{f'{n} ({len(q)})':>13}" for n, q in parts.items()))
-    for spec in args.run:
-        label, sep, path = spec.partition("=")
-        if not sep:
-            parser.error(f"--run {spec!r}: expected LABEL=PATH")
-        run = read_run(path)
-        scores = {"all": evaluate(run, {**parts["seen"], **parts["unseen"]}, [args.metric], complete=True)[args.metric]}
-        scores.update({n: evaluate(run, q, [args.metric], complete=True)[args.metric] for n, q in parts.items()})
-        result["runs"][label] = {"path": path, **scores}
-        print(f"{label:<28} {scores['all']:>7.4f} " + " ".join(f"{scores[n]:>13.4f}" for n in parts))
+    try:
+        qrels = read_qrels(args.qrels)
+        parts = split_by_seen(qrels, read_qrels(args.train_qrels))
+        result = {"metric": args.metric, "queries": {name: len(q) for name, q in parts.items()}, "runs": {}}
+        print(f"{'run':<28} {'all':>7} " + " ".join(f"{f'{n} ({len(q)})':>13}" for n, q in parts.items()))
+        for spec in args.run:
+            label, sep, path = spec.partition("=")
+            if not sep:
+                parser.error(f"--run {spec!r}: expected LABEL=PATH")
+            # one evaluation per run; a part's score is the mean of its queries' (trec_eval -c: missing = 0)
+            per_query = evaluate_per_query(read_run(path), qrels, [args.metric], complete=True)
+            scores = {name: mean_metrics({q: per_query[q] for q in part}, [args.metric])[args.metric]
+                      for name, part in (("all", qrels), *parts.items())}
+            result["runs"][label] = {"path": path, **scores}
+            print(f"{label:<28} {scores['all']:>7.4f} " + " ".join(f"{scores[n]:>13.4f}" for n in parts))
+    except (InputError, ValueError) as e:
+        parser.error(str(e))
     Path(args.output).parent.mkdir(parents=True, exist_ok=True)
     Path(args.output).write_text(json.dumps(result, indent=2) + "\n")
     return result

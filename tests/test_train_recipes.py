@@ -123,6 +123,7 @@ def test_mebert_trains_from_a_debert_dir_keeping_its_cls_vector(toy, toy_run, ti
     np.testing.assert_allclose(m3[:, 0], m1[:, 0], atol=1e-6)
     assert not np.allclose(m3[:, 1], m1[:, 0], atol=1e-3)  # the other slots start as token vectors
     mebert = tmp_path / "mebert"
+    # the DE-BERT flags again, with the last --num-vectors winning: the same options, only m changes
     assert train_main(argv("debert", toy, debert, mebert, "--epochs", "6", *extra, "--num-vectors", "3")) == 0
     config = json.loads((mebert / "dense_ext.json").read_text())
     assert config["family"] == "mebert" and config["num_vectors"] == 3
